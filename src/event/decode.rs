@@ -1,0 +1,272 @@
+//! Decoding one input message (a line or a Kafka payload) into an [`Event`].
+//!
+//! Every way an input can be wrong maps to exactly one [`Reason`], so the
+//! dead-letter file and the metrics say *why* without anyone reading logs.
+//! Required fields are deserialized as `Option`s and checked afterwards:
+//! that is how a missing field is told apart from a mistyped one without
+//! matching on serde's error strings.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use compact_str::CompactString;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::timestamp::{self, TimestampError};
+use super::{Event, EventKind, Micros, Reason, UNKNOWN_CATEGORY};
+
+/// Limits applied while decoding (SPEC §2).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_event_bytes: usize,
+    /// For live sources: refuse events further ahead of `now` than this.
+    /// `None` for bounded, replayed inputs (files), where old and future
+    /// data are both legitimate.
+    pub max_future_skew: Option<Micros>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 1 << 20,
+            max_future_skew: None,
+        }
+    }
+}
+
+/// Why an input was refused, with a human detail.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct DecodeError {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl DecodeError {
+    fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        DecodeError {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A timestamp as it appears on the wire: a string or an integer.
+enum RawTime<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawTime<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTime<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an RFC 3339 string or epoch milliseconds")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(RawTime::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawTime::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawTime::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(RawTime::Int)
+                    .map_err(|_| E::custom("epoch millis out of range"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The wire shape. Unknown fields are ignored (SPEC §2); `null` is treated
+/// as absent.
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    #[serde(borrow, default)]
+    event_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    product_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    timestamp: Option<RawTime<'a>>,
+    #[serde(borrow, default)]
+    category: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    price: Option<f64>,
+    #[serde(default)]
+    quantity: Option<i64>,
+}
+
+const MAX_ID_CHARS: usize = 128;
+
+fn required_id(value: Option<Cow<'_, str>>, field: &str) -> Result<CompactString, DecodeError> {
+    let v = value.ok_or_else(|| DecodeError::new(Reason::MissingField, format!("missing {field}")))?;
+    let chars = v.chars().count();
+    if chars == 0 || chars > MAX_ID_CHARS {
+        return Err(DecodeError::new(
+            Reason::InvalidField,
+            format!("{field} must be 1-{MAX_ID_CHARS} characters, got {chars}"),
+        ));
+    }
+    Ok(CompactString::from(v.as_ref()))
+}
+
+fn optional(value: Option<Cow<'_, str>>) -> Option<CompactString> {
+    value.filter(|v| !v.is_empty()).map(|v| CompactString::from(v.as_ref()))
+}
+
+fn classify_json_error(bytes: &[u8], err: serde_json::Error) -> DecodeError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => {
+            // Valid JSON but the wrong shape: either not an object at all, or
+            // a field of the wrong type.
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+            if first != Some(&b'{') {
+                DecodeError::new(Reason::NotObject, "expected a JSON object")
+            } else {
+                DecodeError::new(Reason::InvalidField, err.to_string())
+            }
+        }
+        Category::Syntax | Category::Eof | Category::Io => {
+            DecodeError::new(Reason::NotJson, err.to_string())
+        }
+    }
+}
+
+/// Decodes one message. `now` is the wall clock (micros), used only for the
+/// future-skew check of live sources.
+pub fn decode(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, DecodeError> {
+    if bytes.len() > limits.max_event_bytes {
+        return Err(DecodeError::new(
+            Reason::TooLarge,
+            format!("{} bytes exceeds max_event_bytes = {}", bytes.len(), limits.max_event_bytes),
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::new(Reason::NotUtf8, e.to_string()))?;
+    let raw: RawEvent = serde_json::from_str(text).map_err(|e| classify_json_error(bytes, e))?;
+
+    let user_id = required_id(raw.user_id, "user_id")?;
+    let product_id = required_id(raw.product_id, "product_id")?;
+    let event_type = raw
+        .event_type
+        .ok_or_else(|| DecodeError::new(Reason::MissingField, "missing event_type"))?;
+    if event_type.is_empty() {
+        return Err(DecodeError::new(Reason::InvalidField, "event_type is empty"));
+    }
+    let time = match raw.timestamp {
+        None => return Err(DecodeError::new(Reason::MissingField, "missing timestamp")),
+        Some(RawTime::Str(s)) => timestamp::parse_str(&s),
+        Some(RawTime::Int(ms)) => timestamp::from_epoch_millis(ms),
+    }
+    .map_err(|TimestampError(msg)| DecodeError::new(Reason::BadTimestamp, msg))?;
+    if let Some(skew) = limits.max_future_skew {
+        if time > now.saturating_add(skew) {
+            return Err(DecodeError::new(
+                Reason::FutureSkew,
+                format!(
+                    "event time {} is more than {}s ahead of the wall clock",
+                    timestamp::format_rfc3339(time),
+                    skew / 1_000_000
+                ),
+            ));
+        }
+    }
+
+    Ok(Event {
+        event_id: optional(raw.event_id),
+        user_id,
+        product_id,
+        kind: EventKind::from_type(&event_type),
+        event_type: CompactString::from(event_type.as_ref()),
+        category: optional(raw.category).unwrap_or_else(|| CompactString::const_new(UNKNOWN_CATEGORY)),
+        session_id: optional(raw.session_id),
+        time,
+        price: raw.price,
+        quantity: raw.quantity,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Event {
+        decode(line.as_bytes(), &Limits::default(), 0).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+
+    fn reason(line: &[u8]) -> Reason {
+        decode(line, &Limits::default(), 0).expect_err("should be refused").reason
+    }
+
+    #[test]
+    fn full_event() {
+        let e = ok(r#"{"event_id":"e1","user_id":"u1","product_id":"p1","event_type":"purchase","timestamp":"2026-11-24T10:00:00.123456+00:00","category":"books","session_id":"s1","price":9.5,"quantity":2,"extra":{"a":[1]}}"#);
+        assert_eq!(e.event_id.as_deref(), Some("e1"));
+        assert_eq!(e.kind, EventKind::Purchase);
+        assert_eq!(e.category, "books");
+        assert_eq!(e.price, Some(9.5));
+        assert_eq!(e.quantity, Some(2));
+        assert_eq!(e.time, timestamp::parse_str("2026-11-24T10:00:00.123456Z").unwrap());
+    }
+
+    #[test]
+    fn defaults_and_other_types() {
+        let e = ok(r#"{"user_id":"u","product_id":"p","event_type":"wishlist","timestamp":1764064800000,"category":""}"#);
+        assert_eq!(e.kind, EventKind::Other);
+        assert_eq!(e.event_type, "wishlist");
+        assert_eq!(e.category, UNKNOWN_CATEGORY);
+        assert_eq!(e.event_id, None);
+        let e = ok(r#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":"2026-01-01T00:00:00","category":null}"#);
+        assert_eq!(e.category, UNKNOWN_CATEGORY);
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let e = ok(r#"{"user_id":"u\u00e9","product_id":"p\"1","event_type":"view","timestamp":0}"#);
+        assert_eq!(e.user_id, "u\u{e9}");
+        assert_eq!(e.product_id, "p\"1");
+    }
+
+    #[test]
+    fn every_bad_input_has_its_reason() {
+        assert_eq!(reason(b"\xff\xfe{}"), Reason::NotUtf8);
+        assert_eq!(reason(b"{\"user_id\": \"u1\", trunc"), Reason::NotJson);
+        assert_eq!(reason(b""), Reason::NotJson);
+        assert_eq!(reason(b"[1,2]"), Reason::NotObject);
+        assert_eq!(reason(b"42"), Reason::NotObject);
+        assert_eq!(reason(br#"{"product_id":"p","event_type":"view","timestamp":0}"#), Reason::MissingField);
+        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view"}"#), Reason::MissingField);
+        assert_eq!(reason(br#"{"user_id":"u","product_id":5,"event_type":"view","timestamp":0}"#), Reason::InvalidField);
+        assert_eq!(reason(br#"{"user_id":"","product_id":"p","event_type":"view","timestamp":0}"#), Reason::InvalidField);
+        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"","timestamp":0}"#), Reason::InvalidField);
+        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":"yesterday"}"#), Reason::BadTimestamp);
+        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":1.5}"#), Reason::InvalidField);
+        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":0,"price":"x"}"#), Reason::InvalidField);
+        let long = format!(r#"{{"user_id":"{}","product_id":"p","event_type":"view","timestamp":0}}"#, "u".repeat(129));
+        assert_eq!(reason(long.as_bytes()), Reason::InvalidField);
+    }
+
+    #[test]
+    fn size_and_future_limits() {
+        let line = br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":"2026-01-01T00:10:00Z"}"#;
+        let small = Limits { max_event_bytes: 10, max_future_skew: None };
+        assert_eq!(decode(line, &small, 0).unwrap_err().reason, Reason::TooLarge);
+        let now = timestamp::parse_str("2026-01-01T00:00:00Z").unwrap();
+        let live = Limits { max_event_bytes: 1 << 20, max_future_skew: Some(300_000_000) };
+        assert_eq!(decode(line, &live, now).unwrap_err().reason, Reason::FutureSkew);
+        assert!(decode(line, &live, now + 300_000_000).is_ok());
+    }
+}
