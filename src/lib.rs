@@ -4,3 +4,15 @@
 
 pub mod event;
 pub mod window;
+pub mod alert;
+pub mod config;
+pub mod metrics;
+pub mod sinks;
+pub mod sources;
+
+#[path = "../dataflows/mod.rs"]
+pub mod dataflows;
+pub mod cli;
+pub mod commands;
+pub mod generate;
+pub mod progress;

@@ -47,7 +47,8 @@ impl WindowSpec {
     /// Start of the pane holding `t` (window starts are multiples of S since
     /// the epoch, so panes are too).
     pub fn pane_of(&self, t: Micros) -> Micros {
-        t - t.rem_euclid(self.slide)
+        // Saturating: timely starts frontiers at i64::MIN.
+        t.saturating_sub(t.rem_euclid(self.slide))
     }
 
     /// How many of the windows containing `t` have already ended by

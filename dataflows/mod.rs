@@ -1,0 +1,6 @@
+//! The timely dataflows, each a small function that reads top to bottom:
+//! source → decode → windows → sinks. The logic they wrap lives in the
+//! pure modules of `src/` (`window`, `alert`, `sources::ingest`).
+
+pub mod operators;
+pub mod speed;

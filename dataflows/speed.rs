@@ -1,0 +1,202 @@
+//! The speed layer dataflow (SPEC §3):
+//!
+//! ```text
+//! line source ──windows──▶ exchange by product ─▶ window engine ─▶ alerts ─▶ worker 0: console / file / webhook
+//!      │                                                      └─▶ window counts (optional)
+//!      └──rejects (dead letters, late events)──────────────────────────────▶ worker 0: JSONL files
+//! ```
+//!
+//! Event time is the timely timestamp and the source's capability is the
+//! watermark, so "the frontier passed the window end" is exactly "the
+//! window is closed". Sinks write on worker 0 only.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, bail};
+use timely::worker::Worker;
+
+use super::operators::{self, SpeedOut};
+use crate::config::{SinksSection, Validated};
+use crate::event::{DeadLetter, Micros, Reason};
+use crate::metrics::Metrics;
+use crate::sinks::jsonl::JsonlFile;
+use crate::sinks::AlertSinks;
+use crate::sources::lines::LineInput;
+
+/// The first fatal error of the run (e.g. an unreadable input or a sink
+/// that cannot write). Sources stop reading once it is set, the dataflow
+/// drains, and `stream` exits 1 with this message.
+#[derive(Clone, Default, Debug)]
+pub struct Fatal(Arc<Mutex<Option<String>>>);
+
+impl Fatal {
+    pub fn set(&self, msg: impl Into<String>) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert_with(|| msg.into());
+        }
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+/// Everything one `stream` run needs, shared by all workers.
+pub struct SpeedJob {
+    pub cfg: Validated,
+    pub input: LineInput,
+    pub sinks: SinksSection,
+    pub metrics: Arc<Metrics>,
+    pub fatal: Fatal,
+}
+
+/// Runs the speed layer to completion on a timely cluster.
+pub fn run(job: SpeedJob, timely_config: timely::Config) -> anyhow::Result<()> {
+    let fatal = job.fatal.clone();
+    let job = Arc::new(job);
+    let guards = timely::execute(timely_config, move |worker| build(worker, &job))
+        .map_err(|e| anyhow!("starting timely workers: {e}"))?;
+    for result in guards.join() {
+        result.map_err(|e| anyhow!("worker failed: {e}"))??;
+    }
+    if let Some(msg) = fatal.get() {
+        bail!(msg);
+    }
+    Ok(())
+}
+
+fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
+    let first = worker.index() == 0;
+    let alert_sinks = Rc::new(RefCell::new(
+        first.then(|| AlertSinks::build(&job.sinks, job.metrics.clone())).transpose()?,
+    ));
+    let counts_file = Rc::new(RefCell::new(
+        job.sinks.window_counts.as_deref().filter(|_| first).map(JsonlFile::create).transpose()?,
+    ));
+    let rejects = Rc::new(RefCell::new(first.then(|| RejectFiles::create(&job.sinks)).transpose()?));
+    let with_counts = job.sinks.window_counts.is_some();
+
+    worker.dataflow::<Micros, _, _>(|scope| {
+        let (windows, rejected) =
+            operators::line_source(scope, job.input.clone(), &job.cfg, job.metrics.clone(), job.fatal.clone());
+        let results = operators::windows(windows, &job.cfg, with_counts, job.metrics.clone());
+
+        let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());
+        operators::ordered_sink(
+            results,
+            "AlertSinks",
+            |out: &SpeedOut| match out {
+                SpeedOut::Alert(a) => (a.end_micros, format!("{}\0{}", a.product_id, a.status as u8)),
+                SpeedOut::Window(w) => (w.end, w.product.to_string()),
+            },
+            move |batch| {
+                let mut sinks = sinks.borrow_mut();
+                let mut counts = counts.borrow_mut();
+                for out in batch {
+                    let written = match (out, sinks.as_mut(), counts.as_mut()) {
+                        (SpeedOut::Alert(a), Some(s), _) => s.emit(&a),
+                        (SpeedOut::Window(w), _, Some(f)) => f.write_line(&window_json(&w)),
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = written {
+                        fatal.set(format!("{e:#}"));
+                    }
+                }
+                let flushed = sinks.as_mut().map_or(Ok(()), |s| s.flush());
+                if let Err(e) = flushed.and_then(|_| counts.as_mut().map_or(Ok(()), |f| f.flush())) {
+                    fatal.set(format!("{e:#}"));
+                }
+            },
+            {
+                let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());
+                move || {
+                    let done = sinks.borrow_mut().take().map_or(Ok(()), |s| s.finish());
+                    if let Err(e) = done.and_then(|_| counts.borrow_mut().take().map_or(Ok(()), |f| f.finish())) {
+                        fatal.set(format!("{e:#}"));
+                    }
+                }
+            },
+        );
+
+        let (fatal, files) = (job.fatal.clone(), rejects.clone());
+        operators::unordered_sink(
+            rejected,
+            "RejectSinks",
+            move |batch: &mut Vec<DeadLetter>| {
+                if let Some(f) = files.borrow_mut().as_mut() {
+                    if let Err(e) = f.write(batch.drain(..)) {
+                        fatal.set(format!("{e:#}"));
+                    }
+                }
+            },
+            {
+                let (fatal, files) = (job.fatal.clone(), rejects.clone());
+                move || {
+                    if let Some(f) = files.borrow_mut().take() {
+                        if let Err(e) = f.finish() {
+                            fatal.set(format!("{e:#}"));
+                        }
+                    }
+                }
+            },
+        );
+    });
+    Ok(())
+}
+
+/// One closed window's counts as a JSON line.
+pub fn window_json(w: &crate::window::engine::ClosedWindow) -> String {
+    use crate::event::timestamp::format_rfc3339_secs;
+    serde_json::json!({
+        "product_id": w.product.as_str(),
+        "category": w.category.as_str(),
+        "window_start": format_rfc3339_secs(w.start),
+        "window_end": format_rfc3339_secs(w.end),
+        "views": w.counts.views,
+        "carts": w.counts.carts,
+        "purchases": w.counts.purchases,
+        "other": w.counts.other,
+        "total": w.counts.total,
+    })
+    .to_string()
+}
+
+/// The dead-letter file and, if configured apart, the late-event file.
+struct RejectFiles {
+    dead: JsonlFile,
+    late: Option<JsonlFile>,
+}
+
+impl RejectFiles {
+    fn create(cfg: &SinksSection) -> anyhow::Result<Self> {
+        Ok(RejectFiles {
+            dead: JsonlFile::create(&cfg.dead_letter)?,
+            late: cfg.late_file.as_deref().map(JsonlFile::create).transpose()?,
+        })
+    }
+
+    fn write(&mut self, records: impl Iterator<Item = DeadLetter>) -> anyhow::Result<()> {
+        for r in records {
+            let file = match (&mut self.late, r.reason) {
+                (Some(late), Reason::Late | Reason::LateAfterIdle) => late,
+                _ => &mut self.dead,
+            };
+            file.write_line(&r.to_json_line())?;
+        }
+        self.dead.flush()?;
+        if let Some(l) = &mut self.late {
+            l.flush()?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> anyhow::Result<()> {
+        self.dead.finish()?;
+        if let Some(l) = self.late {
+            l.finish()?;
+        }
+        Ok(())
+    }
+}

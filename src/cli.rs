@@ -1,0 +1,172 @@
+//! The command line (SPEC §7). Only argument definitions live here; each
+//! command's wiring is in `commands/`.
+//!
+//! Every speed-layer flag can also come from a `CLICKWATCH_*` environment
+//! variable and, below both, from the TOML file given with `--config`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::alert::EmitMode;
+use crate::config::parse_duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "clickwatch", version, about = "Real-time clickstream pipeline: flash-sale alerts, Parquet archive, daily batch reports")]
+pub struct Cli {
+    /// Log level for stderr logs (error, warn, info, debug, trace); RUST_LOG overrides.
+    #[arg(long, global = true, default_value = "warn", env = "CLICKWATCH_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a synthetic clickstream (deterministic for a seed).
+    Generate(GenerateArgs),
+    /// Run the speed layer: sliding windows and flash-sale alerts.
+    Stream(Box<StreamArgs>),
+    /// Run the whole pipeline on this machine: generate, then stream.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of lines to write (malformed and duplicate lines included).
+    #[arg(long, default_value_t = 100_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// uniform or skewed (a few hot, low-converting products).
+    #[arg(long, default_value = "skewed")]
+    pub profile: String,
+    /// Output file, or - for stdout.
+    #[arg(long, short = 'o', default_value = "-")]
+    pub output: String,
+    /// Event time of the first event (RFC 3339).
+    #[arg(long, default_value = "2026-11-24T00:00:00Z")]
+    pub start: String,
+    /// Event times spread over this span.
+    #[arg(long, default_value = "1d", value_parser = parse_duration)]
+    pub span: Duration,
+    #[arg(long, default_value_t = 2000)]
+    pub products: u32,
+    #[arg(long, default_value_t = 20_000)]
+    pub users: u32,
+    /// Number of hot, low-converting products (skewed profile).
+    #[arg(long, default_value_t = 5)]
+    pub hot_products: u32,
+    /// Out-of-order jitter: events are up to this much older than their slot.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub jitter: Duration,
+    /// Share of events made 15-60 minutes late.
+    #[arg(long, default_value_t = 0.0)]
+    pub late_share: f64,
+    /// Share of lines repeating an earlier event (same event_id).
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate_share: f64,
+    /// Share of malformed lines.
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_share: f64,
+    /// Lines per second (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Use the wall clock as event time (with --rate).
+    #[arg(long)]
+    pub realtime: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+pub struct StreamArgs {
+    /// Input file, or - for stdin (one JSON event per line).
+    #[arg(long, short = 'i')]
+    pub input: String,
+    /// TOML configuration file (flags and CLICKWATCH_* variables override it).
+    #[arg(long, env = "CLICKWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Write alerts as JSON lines to this file.
+    #[arg(long, env = "CLICKWATCH_ALERTS_FILE")]
+    pub alerts_file: Option<PathBuf>,
+    /// Dead-letter file for refused input [default: dead-letters.jsonl].
+    #[arg(long, env = "CLICKWATCH_DEAD_LETTER")]
+    pub dead_letter: Option<PathBuf>,
+    /// Late events go here instead of the dead-letter file.
+    #[arg(long, env = "CLICKWATCH_LATE_FILE")]
+    pub late_file: Option<PathBuf>,
+    /// Write every closed window's counts as JSON lines.
+    #[arg(long, env = "CLICKWATCH_WINDOW_COUNTS")]
+    pub window_counts: Option<PathBuf>,
+    /// POST each alert as JSON to this URL.
+    #[arg(long, env = "CLICKWATCH_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// Do not print alerts on stdout.
+    #[arg(long, env = "CLICKWATCH_NO_CONSOLE")]
+    pub no_console: bool,
+    /// on_close (one alert per window at close) or early (provisional, then final/withdrawn).
+    #[arg(long, env = "CLICKWATCH_EMIT")]
+    pub emit: Option<EmitMode>,
+    /// Window length L [default: 10m].
+    #[arg(long, env = "CLICKWATCH_WINDOW", value_parser = parse_duration)]
+    pub window: Option<Duration>,
+    /// Window slide S [default: 5m].
+    #[arg(long, env = "CLICKWATCH_SLIDE", value_parser = parse_duration)]
+    pub slide: Option<Duration>,
+    /// Watermark delay D [default: 2m].
+    #[arg(long, env = "CLICKWATCH_WATERMARK_DELAY", value_parser = parse_duration)]
+    pub watermark_delay: Option<Duration>,
+    /// Wall-clock time after which a silent partition stops holding the watermark [default: 30s].
+    #[arg(long, env = "CLICKWATCH_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// Alert when views exceed this [default: 100].
+    #[arg(long, env = "CLICKWATCH_MIN_VIEWS")]
+    pub min_views: Option<u64>,
+    /// ... and purchases are below this [default: 5].
+    #[arg(long, env = "CLICKWATCH_MAX_PURCHASES")]
+    pub max_purchases: Option<u64>,
+    /// Largest accepted event in bytes [default: 1 MiB].
+    #[arg(long, env = "CLICKWATCH_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+/// Timely's worker and process flags, with timely's short names.
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// Worker threads per process.
+    #[arg(long, short = 'w', default_value_t = 1, env = "CLICKWATCH_WORKERS")]
+    pub workers: usize,
+    /// Number of processes in the cluster.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index in the cluster (0-based).
+    #[arg(long, short = 'p', default_value_t = 0)]
+    pub process: usize,
+    /// File with one host:port per process [default: localhost:2101, 2102, ...].
+    #[arg(long, short = 'h')]
+    pub hostfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for everything the demo writes.
+    #[arg(long, default_value = "out/demo")]
+    pub out: PathBuf,
+    /// Events to generate (skewed profile, one simulated day).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Worker threads.
+    #[arg(long, short = 'w', default_value_t = 2)]
+    pub workers: usize,
+    /// Print every alert on the console (default: a summary table).
+    #[arg(long)]
+    pub verbose: bool,
+}

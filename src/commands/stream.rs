@@ -1,0 +1,142 @@
+//! `clickwatch stream`: configuration layering, then the speed dataflow.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cli::{ClusterArgs, StreamArgs};
+use crate::config::{ConfigError, StreamConfig};
+use crate::dataflows::speed::{self, Fatal, SpeedJob};
+use crate::metrics::Metrics;
+use crate::sinks::webhook::WebhookConfig;
+use crate::sources::lines::LineInput;
+
+use super::cluster::timely_config;
+
+/// File values overridden by flags / environment variables.
+pub fn resolve_config(args: &StreamArgs) -> Result<StreamConfig, ConfigError> {
+    let mut c = match &args.config {
+        Some(path) => StreamConfig::load(path)?,
+        None => StreamConfig::default(),
+    };
+    let w = &mut c.window;
+    if let Some(v) = args.window {
+        w.length = v;
+    }
+    if let Some(v) = args.slide {
+        w.slide = v;
+    }
+    if let Some(v) = args.watermark_delay {
+        w.watermark_delay = v;
+    }
+    if let Some(v) = args.idle_timeout {
+        w.idle_timeout = v;
+    }
+    if let Some(v) = args.min_views {
+        c.alert.min_views = v;
+    }
+    if let Some(v) = args.max_purchases {
+        c.alert.max_purchases = v;
+    }
+    if let Some(v) = args.emit {
+        c.alert.emit = v;
+    }
+    if let Some(v) = args.max_event_bytes {
+        c.input.max_event_bytes = v;
+    }
+    let s = &mut c.sinks;
+    if args.no_console {
+        s.console = false;
+    }
+    if let Some(v) = &args.alerts_file {
+        s.alerts_file = Some(v.clone());
+    }
+    if let Some(v) = &args.dead_letter {
+        s.dead_letter = v.clone();
+    }
+    if let Some(v) = &args.late_file {
+        s.late_file = Some(v.clone());
+    }
+    if let Some(v) = &args.window_counts {
+        s.window_counts = Some(v.clone());
+    }
+    if let Some(url) = &args.webhook_url {
+        match &mut s.webhook {
+            Some(hook) => hook.url = url.clone(),
+            None => s.webhook = Some(WebhookConfig::new(url.clone())),
+        }
+    }
+    Ok(c)
+}
+
+/// Runs `stream` with its flags; prints the summary on stderr.
+pub fn run(args: &StreamArgs) -> anyhow::Result<Arc<Metrics>> {
+    let config = resolve_config(args)?;
+    let started = Instant::now();
+    let metrics = execute(&config, LineInput::parse(&args.input), &args.cluster)?;
+    if args.cluster.process == 0 {
+        eprintln!("{}", summary(&metrics, started.elapsed().as_secs_f64(), &config));
+    }
+    Ok(metrics)
+}
+
+/// Runs the speed layer to the end of its input; returns its metrics.
+pub fn execute(config: &StreamConfig, input: LineInput, cluster: &ClusterArgs) -> anyhow::Result<Arc<Metrics>> {
+    let validated = config.validate()?;
+    let timely = timely_config(cluster)?;
+    let metrics = Arc::new(Metrics::default());
+    let job = SpeedJob {
+        cfg: validated,
+        input,
+        sinks: config.sinks.clone(),
+        metrics: metrics.clone(),
+        fatal: Fatal::default(),
+    };
+    speed::run(job, timely)?;
+    Ok(metrics)
+}
+
+/// The end-of-run report on stderr (stdout carries the alerts).
+pub fn summary(m: &Metrics, secs: f64, cfg: &StreamConfig) -> String {
+    use crate::alert::AlertStatus::*;
+    use crate::event::EventKind::*;
+    let valid = m.valid_events();
+    let mut s = format!(
+        "stream: {valid} events ({} views, {} carts, {} purchases, {} other) in {secs:.2}s = {:.0} events/s\n",
+        m.events(View),
+        m.events(AddToCart),
+        m.events(Purchase),
+        m.events(Other),
+        valid as f64 / secs.max(1e-9),
+    );
+    s += &format!(
+        "stream: {} refused, {} late, {} duplicates, {} windows closed, alerts: {} final, {} provisional, {} withdrawn\n",
+        m.refused(),
+        m.late(),
+        Metrics::get(&m.duplicates),
+        Metrics::get(&m.windows_closed),
+        m.alerts_of(Final),
+        m.alerts_of(Provisional),
+        m.alerts_of(Withdrawn),
+    );
+    let sinks = &cfg.sinks;
+    if let Some(p) = &sinks.alerts_file {
+        s += &format!("stream: alerts -> {}\n", p.display());
+    }
+    s += &format!("stream: dead letters -> {}", sinks.dead_letter.display());
+    if let Some(p) = &sinks.late_file {
+        s += &format!("\nstream: late events -> {}", p.display());
+    }
+    if let Some(p) = &sinks.window_counts {
+        s += &format!("\nstream: window counts -> {}", p.display());
+    }
+    if let Some(h) = &sinks.webhook {
+        s += &format!(
+            "\nstream: webhook {}: {} delivered, {} spilled to {}",
+            h.url,
+            Metrics::get(&m.webhook_delivered),
+            Metrics::get(&m.webhook_spilled),
+            h.spill_file.display()
+        );
+    }
+    s
+}

@@ -1,0 +1,752 @@
+//! `clickwatch generate`: a deterministic clickstream generator (SPEC §6).
+//!
+//! This module owns the generator's configuration ([`GenerateConfig`]) and
+//! its validation, the line-by-line engine ([`EventLines`]), the writer loop
+//! with progress and rate limiting ([`generate`], [`Pacer`]) and the
+//! hand-written JSON and timestamp formatting. What the traffic looks like
+//! (popularity, funnels, who buys) lives in [`profile`].
+//!
+//! Lines are bytes, not `String`s: one malformed variety is deliberately not
+//! UTF-8, so [`EventLines`] yields `Vec<u8>` (without the trailing `'\n'`).
+//!
+//! Determinism: the output is a function of the configuration only. All
+//! randomness comes from ChaCha8 seeded with `seed`; the wall clock is read
+//! only in `realtime` mode (the rate limiter's sleeping never changes bytes).
+
+pub mod profile;
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+
+pub use profile::{category_of, price_cents_of, Profile, CATEGORIES};
+use profile::{Draft, Kind, Traffic, TsForm};
+
+/// 2026-11-24T00:00:00Z in epoch milliseconds.
+pub const DEFAULT_START_MS: i64 = 1_795_478_400_000;
+/// Latest time the pipeline accepts (9999-12-31T23:59:59.999Z), in millis.
+const MAX_TIME_MS: i64 = 253_402_300_799_999;
+/// Upper bound on `users` and `products`: the user table is 16 bytes a user.
+pub const MAX_IDS: u32 = 10_000_000;
+/// `progress` is called every this many lines.
+pub const PROGRESS_EVERY: u64 = 100_000;
+/// Typical line length; preallocating avoids regrowth for almost every line.
+const LINE_CAPACITY: usize = 320;
+/// Duplicates repeat one of the last this many valid lines, so they fall well
+/// inside the speed layer's de-duplication horizon (L + D) in dense streams.
+const RECENT: usize = 32;
+/// Everything that determines the generated lines (and, with `rate`, their pace).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateConfig {
+    /// Number of lines to write, malformed and duplicate lines included.
+    pub events: u64,
+    pub seed: u64,
+    pub profile: Profile,
+    /// Base event time of the first line, epoch millis.
+    pub start_ms: i64,
+    /// Base event times are spread evenly over `[start, start + span)` in
+    /// generation order.
+    pub span_ms: i64,
+    pub products: u32,
+    pub users: u32,
+    /// Skewed profile only: flash-sale candidates `p0..p{hot-1}`.
+    pub hot_products: u32,
+    /// Each event time is its base time minus uniform `[0, jitter]`.
+    pub jitter_ms: i64,
+    /// Share of fresh events moved back a further 15–60 minutes.
+    pub late_share: f64,
+    /// Share of lines repeating a recent valid line verbatim (same event_id).
+    pub duplicate_share: f64,
+    /// Share of lines that are malformed in assorted ways.
+    pub malformed_share: f64,
+    /// Lines per second (None = as fast as possible).
+    pub rate: Option<f64>,
+    /// Event base time is the wall clock at emission instead of simulated.
+    pub realtime: bool,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            events: 2_000_000,
+            seed: 42,
+            profile: Profile::default(),
+            start_ms: DEFAULT_START_MS,
+            span_ms: 86_400_000,
+            products: 2000,
+            users: 20_000,
+            hot_products: 5,
+            jitter_ms: 30_000,
+            late_share: 0.0,
+            duplicate_share: 0.0,
+            malformed_share: 0.0,
+            rate: None,
+            realtime: false,
+        }
+    }
+}
+
+/// A refused generator configuration. Messages name the command-line option.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GenerateError {
+    #[error("{option} must be {rule}, got {got}")]
+    Invalid { option: &'static str, rule: String, got: String },
+    #[error("unknown profile {0:?} (expected uniform or skewed)")]
+    UnknownProfile(String),
+}
+
+fn invalid(option: &'static str, rule: impl Into<String>, got: impl ToString) -> GenerateError {
+    GenerateError::Invalid { option, rule: rule.into(), got: got.to_string() }
+}
+
+impl GenerateConfig {
+    /// Checks every option; the first bad one is reported.
+    pub fn validate(&self) -> Result<(), GenerateError> {
+        if !(0..=MAX_TIME_MS).contains(&self.start_ms) {
+            return Err(invalid("--start", "between 1970 and 9999", format!("{} ms", self.start_ms)));
+        }
+        if self.span_ms < 1 || self.span_ms > MAX_TIME_MS - self.start_ms {
+            return Err(invalid("--span", "positive and end before year 10000", format!("{} ms", self.span_ms)));
+        }
+        for (option, n) in [("--products", self.products), ("--users", self.users)] {
+            if !(1..=MAX_IDS).contains(&n) {
+                return Err(invalid(option, format!("within [1, {MAX_IDS}]"), n));
+            }
+        }
+        if self.profile == Profile::Skewed && self.hot_products >= self.products {
+            return Err(invalid(
+                "--hot-products",
+                format!("less than --products ({})", self.products),
+                self.hot_products,
+            ));
+        }
+        if !(0..=86_400_000).contains(&self.jitter_ms) {
+            return Err(invalid("--jitter", "within [0, 1 day]", format!("{} ms", self.jitter_ms)));
+        }
+        for (option, share) in [
+            ("--late-share", self.late_share),
+            ("--duplicate-share", self.duplicate_share),
+            ("--malformed-share", self.malformed_share),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(invalid(option, "within [0, 1]", share));
+            }
+        }
+        if self.duplicate_share + self.malformed_share > 1.0 {
+            let sum = self.duplicate_share + self.malformed_share;
+            return Err(invalid("--duplicate-share", "at most 1 - --malformed-share", sum));
+        }
+        if let Some(rate) = self.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(invalid("--rate", "a positive number of lines per second", rate));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What was generated. `lines = valid + malformed`; `duplicates` and `late`
+/// are subsets of `valid` (late = fresh events moved back 15–60 min; whether
+/// the pipeline finds them late also depends on its watermark). `bytes`
+/// counts each line plus its `'\n'`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenerateStats {
+    pub lines: u64,
+    pub valid: u64,
+    pub malformed: u64,
+    pub duplicates: u64,
+    pub late: u64,
+    pub bytes: u64,
+}
+
+/// What one generated line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineKind {
+    Valid,
+    /// Valid, event time moved back 15–60 minutes.
+    Late,
+    /// Valid, a verbatim repeat of a recent valid line.
+    Duplicate,
+    /// Refused by a SPEC §2 decoder.
+    Malformed,
+}
+
+/// How a malformed line is broken; each maps to one dead-letter reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    Truncated,
+    MissingUser,
+    NumericProduct,
+    BadTimestamp,
+    MissingTimestamp,
+    EmptyType,
+    NotUtf8,
+    NotObject,
+}
+
+const FAULTS: [Fault; 8] = [
+    Fault::Truncated,
+    Fault::MissingUser,
+    Fault::NumericProduct,
+    Fault::BadTimestamp,
+    Fault::MissingTimestamp,
+    Fault::EmptyType,
+    Fault::NotUtf8,
+    Fault::NotObject,
+];
+const BAD_TIMESTAMPS: [&str; 4] = ["yesterday", "24/11/2026 10:00:00", "", "2026-11-24 at noon"];
+/// Unknown fields, ignored by the pipeline (SPEC §2).
+const EXTRA_FIELDS: [&str; 2] = [r#","referrer":"email""#, r#","ab_test":{"variant":"B","ids":[1,2]}"#];
+
+/// The generator as an iterator of lines (bytes, no `'\n'`). [`generate`] is
+/// this plus output, progress and pacing; use [`EventLines::next_into`] to
+/// avoid one allocation per line.
+pub struct EventLines {
+    traffic: Traffic,
+    events: u64,
+    seed: u64,
+    duplicate_share: f64,
+    malformed_share: f64,
+    /// Ring of recent valid lines that duplicates repeat.
+    recent: Vec<Vec<u8>>,
+    recent_next: usize,
+    ts: TsFormat,
+    n: u64,
+    stats: GenerateStats,
+}
+
+impl EventLines {
+    /// `cfg` should have passed [`GenerateConfig::validate`]; out-of-range
+    /// values are clamped so that this never panics.
+    pub fn new(cfg: &GenerateConfig) -> EventLines {
+        let share = |s: f64| if s.is_nan() { 0.0 } else { s.clamp(0.0, 1.0) };
+        EventLines {
+            traffic: Traffic::new(cfg),
+            events: cfg.events,
+            seed: cfg.seed,
+            duplicate_share: share(cfg.duplicate_share),
+            malformed_share: share(cfg.malformed_share),
+            recent: Vec::with_capacity(RECENT),
+            recent_next: 0,
+            ts: TsFormat::default(),
+            n: 0,
+            stats: GenerateStats::default(),
+        }
+    }
+
+    /// Counts of the lines produced so far.
+    pub fn stats(&self) -> &GenerateStats {
+        &self.stats
+    }
+
+    /// Replaces `buf`'s contents with the next line (no `'\n'`) and says what
+    /// it is; `None` once `events` lines have been produced.
+    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Option<LineKind> {
+        if self.n >= self.events {
+            return None;
+        }
+        let n = self.n;
+        self.n += 1;
+        buf.clear();
+        let r: f64 = self.traffic.rng.random();
+        let kind = if r < self.malformed_share {
+            let draft = self.traffic.draft(n);
+            let fault = FAULTS[profile::below(&mut self.traffic.rng, FAULTS.len() as u32) as usize];
+            self.write(buf, n, &draft, fault);
+            if fault == Fault::Truncated {
+                // A non-empty strict prefix of a JSON object is never JSON.
+                let cut = 1 + profile::below(&mut self.traffic.rng, buf.len() as u32 - 1);
+                buf.truncate(cut as usize);
+            }
+            LineKind::Malformed
+        } else if r < self.malformed_share + self.duplicate_share && !self.recent.is_empty() {
+            let i = profile::below(&mut self.traffic.rng, self.recent.len() as u32) as usize;
+            buf.extend_from_slice(&self.recent[i]);
+            LineKind::Duplicate
+        } else {
+            let draft = self.traffic.draft(n);
+            self.write(buf, n, &draft, Fault::None);
+            if self.duplicate_share > 0.0 {
+                self.remember(buf);
+            }
+            if draft.late {
+                LineKind::Late
+            } else {
+                LineKind::Valid
+            }
+        };
+        let s = &mut self.stats;
+        s.lines += 1;
+        s.bytes += buf.len() as u64 + 1;
+        match kind {
+            LineKind::Malformed => s.malformed += 1,
+            LineKind::Duplicate => s.duplicates += 1,
+            LineKind::Late => s.late += 1,
+            LineKind::Valid => {}
+        }
+        s.valid = s.lines - s.malformed;
+        Some(kind)
+    }
+
+    fn remember(&mut self, line: &[u8]) {
+        if self.recent.len() < RECENT {
+            self.recent.push(line.to_vec());
+        } else {
+            // Reuse the slot's allocation: no allocation after warm-up.
+            let slot = &mut self.recent[self.recent_next];
+            slot.clear();
+            slot.extend_from_slice(line);
+            self.recent_next = (self.recent_next + 1) % RECENT;
+        }
+    }
+
+    /// Writes `d` as line `n`: one JSON object, keys in the documented order,
+    /// broken as `fault` says.
+    fn write(&mut self, buf: &mut Vec<u8>, n: u64, d: &Draft, fault: Fault) {
+        if fault == Fault::NotObject {
+            buf.push(b'[');
+        }
+        buf.extend_from_slice(b"{\"event_id\":\"e-");
+        push_u64(buf, self.seed);
+        buf.push(b'-');
+        push_u64(buf, n);
+        buf.push(b'"');
+        if fault != Fault::MissingUser {
+            buf.extend_from_slice(b",\"user_id\":\"u");
+            push_u64(buf, u64::from(d.user));
+            if fault == Fault::NotUtf8 {
+                buf.extend_from_slice(b"\xff\xfe");
+            }
+            buf.push(b'"');
+        }
+        if fault == Fault::NumericProduct {
+            buf.extend_from_slice(b",\"product_id\":");
+            push_u64(buf, u64::from(d.product));
+        } else {
+            buf.extend_from_slice(b",\"product_id\":\"p");
+            push_u64(buf, u64::from(d.product));
+            buf.push(b'"');
+        }
+        buf.extend_from_slice(b",\"event_type\":\"");
+        if fault != Fault::EmptyType {
+            buf.extend_from_slice(d.kind.as_str().as_bytes());
+        }
+        buf.push(b'"');
+        match fault {
+            Fault::MissingTimestamp => {}
+            Fault::BadTimestamp => {
+                buf.extend_from_slice(b",\"timestamp\":\"");
+                buf.extend_from_slice(BAD_TIMESTAMPS[(n % 4) as usize].as_bytes());
+                buf.push(b'"');
+            }
+            _ => {
+                buf.extend_from_slice(b",\"timestamp\":");
+                self.ts.push(buf, d.time_us, d.form);
+            }
+        }
+        if d.category {
+            buf.extend_from_slice(b",\"category\":\"");
+            buf.extend_from_slice(category_of(d.product).as_bytes());
+            buf.push(b'"');
+        }
+        if let Some(session) = d.session {
+            buf.extend_from_slice(b",\"session_id\":\"s");
+            push_u64(buf, u64::from(d.user));
+            buf.push(b'-');
+            push_u64(buf, u64::from(session));
+            buf.push(b'"');
+        }
+        if matches!(d.kind, Kind::Cart | Kind::Purchase) {
+            let cents = price_cents_of(d.product);
+            buf.extend_from_slice(b",\"price\":");
+            push_u64(buf, u64::from(cents / 100));
+            buf.push(b'.');
+            push_2(buf, cents % 100);
+        }
+        if d.kind == Kind::Purchase {
+            buf.extend_from_slice(b",\"quantity\":");
+            push_u64(buf, u64::from(d.quantity));
+        }
+        if let Some(extra) = d.extra {
+            buf.extend_from_slice(EXTRA_FIELDS[extra % EXTRA_FIELDS.len()].as_bytes());
+        }
+        buf.push(b'}');
+        if fault == Fault::NotObject {
+            buf.push(b']');
+        }
+    }
+}
+
+impl Iterator for EventLines {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::with_capacity(LINE_CAPACITY);
+        self.next_into(&mut line)?;
+        Some(line)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = usize::try_from(self.events - self.n).unwrap_or(usize::MAX);
+        (left, Some(left))
+    }
+}
+
+/// Writes `cfg.events` JSON lines to `out`, calling `progress` with the line
+/// count every [`PROGRESS_EVERY`] lines and once at the end. Flushes `out`
+/// before every rate-limiting sleep and at the end. An invalid `cfg` is an
+/// `InvalidInput` error (callers should have validated it for a better message).
+pub fn generate(cfg: &GenerateConfig, out: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> io::Result<GenerateStats> {
+    cfg.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut lines = EventLines::new(cfg);
+    let mut pacer = cfg.rate.map(Pacer::new);
+    let mut buf = Vec::with_capacity(LINE_CAPACITY);
+    while lines.next_into(&mut buf).is_some() {
+        buf.push(b'\n');
+        out.write_all(&buf)?;
+        let done = lines.stats().lines;
+        if done % PROGRESS_EVERY == 0 {
+            progress(done);
+        }
+        if let Some(wait) = pacer.as_mut().and_then(|p| p.delay(done)) {
+            out.flush()?;
+            std::thread::sleep(wait);
+        }
+    }
+    out.flush()?;
+    progress(lines.stats().lines);
+    Ok(*lines.stats())
+}
+
+/// Keeps an average rate of lines per second by sleeping in small batches
+/// (about 200 checks a second), so sleeping costs nothing at high rates.
+/// Public so in-process producers (Kafka) can pace [`EventLines`] the same way.
+pub struct Pacer {
+    rate: f64,
+    every: u64,
+    start: Instant,
+}
+
+impl Pacer {
+    /// `rate` > 0 lines per second; the clock starts now.
+    pub fn new(rate: f64) -> Pacer {
+        Pacer { rate, every: (rate / 200.0).clamp(1.0, 10_000.0) as u64, start: Instant::now() }
+    }
+
+    /// After `done` lines in total: how long to sleep to stay on rate, if at
+    /// all. Behind schedule it returns `None`, so a slow consumer is caught
+    /// up with a burst (the average is what the rate promises).
+    pub fn delay(&mut self, done: u64) -> Option<Duration> {
+        if done % self.every != 0 {
+            return None;
+        }
+        let due = Duration::try_from_secs_f64(done as f64 / self.rate).ok()?;
+        due.checked_sub(self.start.elapsed()).filter(|d| !d.is_zero())
+    }
+}
+
+/// Formats event times. The date part is cached by day number; the time of
+/// day is plain integer arithmetic, so jitter that hops between seconds
+/// costs nothing.
+#[derive(Default)]
+struct TsFormat {
+    day: Option<i64>,
+    /// `YYYY-MM-DDT`
+    date: [u8; 11],
+}
+
+impl TsFormat {
+    fn push(&mut self, buf: &mut Vec<u8>, t_us: i64, form: TsForm) {
+        if form == TsForm::EpochMillis {
+            push_u64(buf, t_us.div_euclid(1000) as u64);
+            return;
+        }
+        let day = t_us.div_euclid(86_400_000_000);
+        if self.day != Some(day) {
+            self.day = Some(day);
+            let (y, m, d) = civil_from_days(day);
+            let mut date = Vec::with_capacity(11);
+            push_padded(&mut date, y as u32, 4);
+            date.push(b'-');
+            push_2(&mut date, m);
+            date.push(b'-');
+            push_2(&mut date, d);
+            date.push(b'T');
+            self.date.copy_from_slice(&date);
+        }
+        let us_of_day = t_us.rem_euclid(86_400_000_000);
+        let secs = (us_of_day / 1_000_000) as u32;
+        let micros = (us_of_day % 1_000_000) as u32;
+        buf.push(b'"');
+        buf.extend_from_slice(&self.date);
+        push_2(buf, secs / 3600);
+        buf.push(b':');
+        push_2(buf, secs / 60 % 60);
+        buf.push(b':');
+        push_2(buf, secs % 60);
+        match form {
+            TsForm::Python => {
+                if micros != 0 {
+                    buf.push(b'.');
+                    push_padded(buf, micros, 6);
+                }
+                buf.extend_from_slice(b"+00:00\"");
+            }
+            _ => {
+                buf.push(b'.');
+                push_padded(buf, micros / 1000, 3);
+                buf.extend_from_slice(b"Z\"");
+            }
+        }
+    }
+}
+
+/// (year, month, day) of a day number since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`), for the non-negative days the generator produces.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+fn push_2(buf: &mut Vec<u8>, v: u32) {
+    buf.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
+}
+
+/// `v` zero-padded to `width` (≤ 10) digits.
+fn push_padded(buf: &mut Vec<u8>, v: u32, width: usize) {
+    let mut tmp = [b'0'; 10];
+    let mut v = v;
+    for slot in tmp[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&tmp[..width]);
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// Every line of a run with its kind, through `next_into`.
+    pub(crate) fn run(cfg: &GenerateConfig) -> (Vec<Vec<u8>>, Vec<LineKind>) {
+        let (mut it, mut buf) = (EventLines::new(cfg), Vec::new());
+        std::iter::from_fn(|| it.next_into(&mut buf).map(|k| (buf.clone(), k))).unzip()
+    }
+
+    /// The SPEC §2 facts the tests look at.
+    pub(crate) struct Parsed {
+        pub(crate) user_id: String,
+        pub(crate) product_id: String,
+        pub(crate) event_type: String,
+        pub(crate) time_us: i64,
+        pub(crate) json: Value,
+    }
+
+    /// SPEC §2 validity, checked independently of `crate::event` (serde_json
+    /// and chrono only): `None` for a line the pipeline must refuse.
+    pub(crate) fn parse_valid(line: &[u8]) -> Option<Parsed> {
+        let json: Value = serde_json::from_slice(line).ok()?;
+        let text = |k: &str| json.get(k)?.as_str().filter(|s| !s.is_empty()).map(str::to_owned);
+        let time_us = match json.get("timestamp")? {
+            Value::String(t) => chrono::DateTime::parse_from_rfc3339(t).ok()?.timestamp_micros(),
+            Value::Number(n) => n.as_i64()? * 1000,
+            _ => return None,
+        };
+        Some(Parsed {
+            user_id: text("user_id")?,
+            product_id: text("product_id")?,
+            event_type: text("event_type")?,
+            time_us,
+            json,
+        })
+    }
+
+    fn messy(events: u64) -> GenerateConfig {
+        let (late_share, duplicate_share, malformed_share) = (0.02, 0.05, 0.1);
+        GenerateConfig {
+            events,
+            seed: 5,
+            span_ms: 3_600_000,
+            late_share,
+            duplicate_share,
+            malformed_share,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn same_config_same_bytes_and_generate_matches_the_iterator() {
+        let cfg = messy(20_000);
+        let mut out = Vec::new();
+        let mut calls = Vec::new();
+        let stats = generate(&cfg, &mut out, &mut |n| calls.push(n)).expect("writing to a Vec cannot fail");
+        let mut joined: Vec<u8> = EventLines::new(&cfg)
+            .flat_map(|mut l| {
+                l.push(b'\n');
+                l
+            })
+            .collect();
+        assert_eq!(out, joined, "generate() is the iterator plus newlines");
+        assert_eq!(calls, vec![20_000], "progress: every 100k lines and at the end");
+        assert_eq!((stats.lines, stats.bytes), (20_000, out.len() as u64));
+        generate(&cfg, &mut joined, &mut |_| {}).expect("Vec");
+        assert_eq!(joined[..out.len()], joined[out.len()..], "same seed, same bytes");
+        assert_ne!(run(&GenerateConfig { seed: 6, ..cfg.clone() }).0, run(&cfg).0, "another seed differs");
+    }
+
+    #[test]
+    fn lines_are_valid_unless_malformed() {
+        let cfg = messy(50_000);
+        let (lines, kinds) = run(&cfg);
+        let limits = crate::event::Limits::default();
+        let mut count = std::collections::BTreeMap::<String, usize>::new();
+        for (line, kind) in lines.iter().zip(&kinds) {
+            let parsed = parse_valid(line);
+            let text = String::from_utf8_lossy(line);
+            assert_eq!(parsed.is_some(), *kind != LineKind::Malformed, "{kind:?}: {text}");
+            // The pipeline's own decoder agrees, and says why.
+            match crate::event::decode(line, &limits, 0) {
+                Ok(_) => assert!(parsed.is_some(), "{text}"),
+                Err(e) => *count.entry(e.reason.as_str().to_owned()).or_default() += 1,
+            }
+            let Some(Parsed { event_type, json, .. }) = parsed else { continue };
+            let has = |k: &str| json.get(k).is_some();
+            assert!(text.starts_with(r#"{"event_id":"e-5-"#), "{text}");
+            assert_eq!(has("price"), event_type == "add_to_cart" || event_type == "purchase", "{text}");
+            assert_eq!(has("quantity"), event_type == "purchase", "{text}");
+            let keys =
+                ["user_id", "product_id", "event_type", "timestamp", "category", "session_id", "price", "quantity"];
+            let at: Vec<usize> = keys.iter().filter_map(|k| text.find(&format!("\"{k}\":"))).collect();
+            assert!(at.windows(2).all(|w| w[0] < w[1]), "key order: {text}");
+            for (key, probe) in [
+                ("epoch", ":17"),
+                ("zulu", "Z\""),
+                ("python", "+00:00\""),
+                ("wishlist", "\"wishlist\""),
+                ("extra", "\"referrer\""),
+                ("no_category", ""),
+            ] {
+                let hit = if key == "no_category" { !has("category") } else { text.contains(probe) };
+                *count.entry(key.to_owned()).or_default() += usize::from(hit);
+            }
+        }
+        let malformed = kinds.iter().filter(|k| **k == LineKind::Malformed).count();
+        assert!((4500..5500).contains(&malformed), "{malformed} malformed of 50k at 10 %");
+        for reason in ["not_utf8", "not_json", "not_object", "missing_field", "invalid_field", "bad_timestamp"] {
+            assert!(count.get(reason).copied().unwrap_or(0) > 100, "{reason}: {count:?}");
+        }
+        assert_eq!(
+            count.iter().filter(|(k, _)| k.contains('_') && !k.starts_with("no_")).map(|(_, v)| v).sum::<usize>(),
+            malformed
+        );
+        for variety in ["epoch", "zulu", "wishlist", "extra", "no_category"] {
+            assert!(count[variety] > 20, "{variety}: {count:?}");
+        }
+        assert!(count["python"] > 40_000, "{count:?}");
+        // Duplicates repeat an earlier valid line, event_id and all.
+        for (i, _) in kinds.iter().enumerate().filter(|(_, k)| **k == LineKind::Duplicate) {
+            assert!(lines[i.saturating_sub(2 * RECENT)..i].contains(&lines[i]), "line {i}");
+        }
+    }
+
+    #[test]
+    fn event_times_follow_generation_order_except_jitter_and_late() {
+        let cfg = GenerateConfig { malformed_share: 0.0, duplicate_share: 0.0, ..messy(100_000) };
+        let (lines, kinds) = run(&cfg);
+        let (start, span, jitter) = (cfg.start_ms * 1000, cfg.span_ms as i128 * 1000, cfg.jitter_ms * 1000);
+        for (n, (line, kind)) in lines.iter().zip(&kinds).enumerate() {
+            let base = start + (n as i128 * span / 100_000) as i64;
+            let t = parse_valid(line).expect("no malformed lines configured").time_us;
+            // Millisecond forms truncate, hence the extra millisecond.
+            let lo = if *kind == LineKind::Late { base - jitter - 3_600_000_000 - 1000 } else { base - jitter - 1000 };
+            let hi = if *kind == LineKind::Late { base - 900_000_000 } else { base };
+            assert!((lo..=hi).contains(&t), "line {n} ({kind:?}): {t} not in {lo}..={hi}");
+        }
+        let late = kinds.iter().filter(|k| **k == LineKind::Late).count();
+        assert!((1500..2500).contains(&late), "{late} late of 100k at 2 %");
+    }
+
+    #[test]
+    fn timestamps_match_chrono_and_python() {
+        let mut ts = TsFormat::default();
+        for t in [0i64, 951_782_400_123_456, DEFAULT_START_MS * 1000 + 36_000_000_000, 4_107_542_399_999_999] {
+            let mut buf = Vec::new();
+            for form in [TsForm::Python, TsForm::ZuluMillis, TsForm::EpochMillis] {
+                ts.push(&mut buf, t, form);
+                buf.push(b' ');
+            }
+            let c = chrono::DateTime::from_timestamp_micros(t).expect("in range");
+            let python =
+                c.format(if t % 1_000_000 == 0 { "%Y-%m-%dT%H:%M:%S+00:00" } else { "%Y-%m-%dT%H:%M:%S%.6f+00:00" });
+            let want = format!("\"{python}\" \"{}\" {} ", c.format("%Y-%m-%dT%H:%M:%S%.3fZ"), t / 1000);
+            assert_eq!(String::from_utf8_lossy(&buf), want);
+        }
+    }
+
+    #[test]
+    fn validation_names_the_bad_option() {
+        assert_eq!(GenerateConfig::default().validate(), Ok(()));
+        let bad = |cfg: GenerateConfig| cfg.validate().expect_err("should be refused").to_string();
+        assert_eq!(
+            bad(GenerateConfig { late_share: 1.5, ..Default::default() }),
+            "--late-share must be within [0, 1], got 1.5"
+        );
+        assert!(bad(GenerateConfig { rate: Some(0.0), ..Default::default() }).starts_with("--rate"));
+        assert!(bad(GenerateConfig { hot_products: 2000, ..Default::default() }).starts_with("--hot-products"));
+        assert!(bad(GenerateConfig { users: 0, ..Default::default() }).starts_with("--users"));
+        assert!(bad(GenerateConfig { span_ms: 0, ..Default::default() }).starts_with("--span"));
+        let err =
+            generate(&GenerateConfig { malformed_share: f64::NAN, ..Default::default() }, &mut Vec::new(), &mut |_| {});
+        assert_eq!(err.map_err(|e| e.kind()).err(), Some(io::ErrorKind::InvalidInput));
+    }
+
+    #[test]
+    fn rate_limits_the_average_pace() {
+        let cfg = GenerateConfig { events: 300, rate: Some(3000.0), ..Default::default() };
+        let started = Instant::now();
+        generate(&cfg, &mut io::sink(), &mut |_| {}).expect("sink");
+        let took = started.elapsed().as_secs_f64();
+        assert!((0.09..1.0).contains(&took), "300 lines at 3000/s took {took}s");
+    }
+
+    /// `cargo test --release --lib generate::tests::speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn speed() {
+        let cfg = GenerateConfig { events: 5_000_000, ..messy(0) };
+        let mut out = io::BufWriter::new(io::sink());
+        let started = Instant::now();
+        let stats = generate(&cfg, &mut out, &mut |_| {}).expect("sink");
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{} lines, {} MB in {secs:.2}s: {:.2} M lines/s",
+            stats.lines,
+            stats.bytes >> 20,
+            stats.lines as f64 / secs / 1e6
+        );
+    }
+}

@@ -1,0 +1,86 @@
+//! Every counter clickwatch keeps, named in one place.
+//!
+//! One [`Metrics`] is shared (behind an `Arc`) by all workers and sink
+//! threads of a process; counters are relaxed atomics, cheap enough for the
+//! hot path when bumped once per batch. The summary printed at the end of
+//! `stream` and (later) the Prometheus endpoint read the same values.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::alert::AlertStatus;
+use crate::event::{EventKind, Reason};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Valid events decoded, by kind (view, add_to_cart, purchase, other).
+    pub events_in: [AtomicU64; 4],
+    /// Refused inputs by reason; `late` and `late_after_idle` are here too.
+    pub dead_letters: [AtomicU64; Reason::ALL.len()],
+    /// Events dropped from the counts as repeats of an `event_id`.
+    pub duplicates: AtomicU64,
+    /// Bytes of input read (all sources).
+    pub bytes_in: AtomicU64,
+    pub windows_closed: AtomicU64,
+    /// Alerts by status (provisional, final, withdrawn).
+    pub alerts: [AtomicU64; 3],
+    pub webhook_delivered: AtomicU64,
+    pub webhook_retries: AtomicU64,
+    /// Alerts the webhook could not deliver, written to its spill file.
+    pub webhook_spilled: AtomicU64,
+    /// Events that reached a window operator after their windows closed
+    /// there; always 0 unless a source breaks the lateness contract.
+    pub engine_anomalies: AtomicU64,
+    /// The published watermark (micros since epoch), max over sources.
+    pub watermark: AtomicI64,
+}
+
+impl Metrics {
+    pub fn add_events(&self, kind: EventKind, n: u64) {
+        self.events_in[kind as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn add_dead(&self, reason: Reason, n: u64) {
+        self.dead_letters[reason.index()].fetch_add(n, Relaxed);
+    }
+
+    pub fn add_alert(&self, status: AlertStatus) {
+        self.alerts[status as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn observe_watermark(&self, w: i64) {
+        self.watermark.fetch_max(w, Relaxed);
+    }
+
+    pub fn events(&self, kind: EventKind) -> u64 {
+        self.events_in[kind as usize].load(Relaxed)
+    }
+
+    pub fn dead(&self, reason: Reason) -> u64 {
+        self.dead_letters[reason.index()].load(Relaxed)
+    }
+
+    pub fn alerts_of(&self, status: AlertStatus) -> u64 {
+        self.alerts[status as usize].load(Relaxed)
+    }
+
+    pub fn valid_events(&self) -> u64 {
+        self.events_in.iter().map(|c| c.load(Relaxed)).sum()
+    }
+
+    /// Refused inputs, not counting late events (which are valid).
+    pub fn refused(&self) -> u64 {
+        Reason::ALL
+            .iter()
+            .filter(|r| !matches!(r, Reason::Late | Reason::LateAfterIdle))
+            .map(|r| self.dead(*r))
+            .sum()
+    }
+
+    pub fn late(&self) -> u64 {
+        self.dead(Reason::Late) + self.dead(Reason::LateAfterIdle)
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Relaxed)
+    }
+}

@@ -1,0 +1,187 @@
+//! Line-oriented inputs (a file or stdin), read on a thread of their own.
+//!
+//! The reader cuts the byte stream into chunks that end on a newline, so a
+//! worker can decode a chunk without looking at the next one, and sends
+//! them over a bounded channel (back-pressure: the reader never runs more
+//! than a few MiB ahead of the dataflow). Each chunk carries the byte offset
+//! it starts at, which is the source position the archive's commit log
+//! records. A line longer than the event size limit is not buffered: its
+//! first bytes are kept for the dead letter and the rest is skipped.
+//!
+//! After every send the reader pokes the timely operator's activator, so an
+//! idle worker parks instead of spinning while it waits for stdin.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use timely::scheduling::SyncActivator;
+
+/// What a line source reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineInput {
+    File(PathBuf),
+    Stdin,
+}
+
+impl LineInput {
+    pub fn parse(s: &str) -> LineInput {
+        if s == "-" {
+            LineInput::Stdin
+        } else {
+            LineInput::File(PathBuf::from(s))
+        }
+    }
+
+    /// Stdin is live (the future-skew check applies); files are replays.
+    pub fn is_live(&self) -> bool {
+        matches!(self, LineInput::Stdin)
+    }
+
+    /// The `source` field of dead letters from this input.
+    pub fn name(&self) -> String {
+        match self {
+            LineInput::File(p) => format!("file:{}", p.display()),
+            LineInput::Stdin => "stdin".to_string(),
+        }
+    }
+}
+
+/// One message from the reader thread.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Whole lines starting at byte `offset` of the input.
+    Lines { offset: u64, data: Vec<u8> },
+    /// A line of `len` bytes at `offset`, over the size limit; `prefix`
+    /// holds its first bytes.
+    Oversize { offset: u64, len: u64, prefix: Vec<u8> },
+    /// The input ended after `offset` bytes.
+    End { offset: u64 },
+    /// Reading failed; the stream stops with this error.
+    Failed(String),
+}
+
+const CHUNK: usize = 1 << 20;
+/// Bytes of an oversized line kept in its dead letter.
+pub const OVERSIZE_PREFIX: usize = 4096;
+
+/// Spawns the reader; chunks arrive on the returned channel.
+pub fn spawn(
+    input: LineInput,
+    max_line: usize,
+    activator: SyncActivator,
+) -> io::Result<(Receiver<Chunk>, JoinHandle<()>)> {
+    let reader: Box<dyn Read + Send> = match &input {
+        LineInput::File(p) => Box::new(File::open(p)?),
+        LineInput::Stdin => Box::new(io::stdin()),
+    };
+    let (tx, rx) = bounded(8);
+    let handle = std::thread::Builder::new()
+        .name("line-reader".into())
+        .spawn(move || {
+            let mut r = Reader {
+                tx,
+                activator,
+                max_line,
+            };
+            if let Err(e) = r.run(reader) {
+                let _ = r.tx.send(Chunk::Failed(format!("reading {}: {e}", input.name())));
+                let _ = r.activator.activate();
+            }
+        })?;
+    Ok((rx, handle))
+}
+
+struct Reader {
+    tx: Sender<Chunk>,
+    activator: SyncActivator,
+    max_line: usize,
+}
+
+impl Reader {
+    /// Sends a chunk; `false` if the dataflow has gone away.
+    fn send(&self, c: Chunk) -> bool {
+        let ok = self.tx.send(c).is_ok();
+        let _ = self.activator.activate();
+        ok
+    }
+
+    fn run(&mut self, mut input: Box<dyn Read + Send>) -> io::Result<()> {
+        let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+        let mut offset = 0u64; // input offset of buf[0]
+        // While skipping an oversized line: (its offset, bytes so far, prefix).
+        let mut skipping: Option<(u64, u64, Vec<u8>)> = None;
+        loop {
+            let start = buf.len();
+            buf.resize(start + CHUNK, 0);
+            let n = match input.read(&mut buf[start..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    buf.truncate(start);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            buf.truncate(start + n);
+            let eof = n == 0;
+
+            if let Some((at, len, prefix)) = &mut skipping {
+                match memchr::memchr(b'\n', &buf) {
+                    Some(i) => {
+                        *len += i as u64;
+                        let c = Chunk::Oversize { offset: *at, len: *len, prefix: std::mem::take(prefix) };
+                        if !self.send(c) {
+                            return Ok(());
+                        }
+                        skipping = None;
+                        buf.drain(..=i);
+                        offset += i as u64 + 1;
+                    }
+                    None => {
+                        *len += buf.len() as u64;
+                        offset += buf.len() as u64;
+                        buf.clear();
+                        if !eof {
+                            continue;
+                        }
+                        let c = Chunk::Oversize { offset: *at, len: *len, prefix: std::mem::take(prefix) };
+                        if !self.send(c) {
+                            return Ok(());
+                        }
+                        skipping = None;
+                    }
+                }
+            }
+
+            // Send everything up to the last newline (or all of it at EOF).
+            let cut = if eof {
+                buf.len()
+            } else {
+                memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
+            };
+            if cut > 0 {
+                let rest = buf.split_off(cut);
+                let data = std::mem::replace(&mut buf, rest);
+                let len = data.len() as u64;
+                if !self.send(Chunk::Lines { offset, data }) {
+                    return Ok(());
+                }
+                offset += len;
+                buf.reserve(CHUNK);
+            }
+            // A partial line already longer than the limit: stop buffering it.
+            if !eof && buf.len() > self.max_line {
+                let prefix = buf[..OVERSIZE_PREFIX.min(buf.len())].to_vec();
+                skipping = Some((offset, buf.len() as u64, prefix));
+                offset += buf.len() as u64;
+                buf.clear();
+            }
+            if eof {
+                self.send(Chunk::End { offset });
+                return Ok(());
+            }
+        }
+    }
+}
