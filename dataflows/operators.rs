@@ -182,14 +182,30 @@ pub fn windows<'s>(events: Windows<'s>, cfg: &Validated, with_counts: bool, metr
                         out.extend(emitter.on_open(&open, watermark, now).into_iter().map(SpeedOut::Alert));
                     }
                 }
+                if !out.is_empty() {
+                    output.session(&*c).give_iterator(out.drain(..));
+                }
+                // Results of a window go out at the window's end time (all
+                // windows closed now end after the capability's time): the
+                // sink then orders by window end whatever worker or
+                // activation closed it, which makes the outputs identical
+                // for any number of workers.
                 let closed = engine.on_frontier(f);
                 metrics.windows_closed.fetch_add(closed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                out.extend(emitter.on_closed(&closed, watermark, now).into_iter().map(SpeedOut::Alert));
-                if with_counts {
-                    out.extend(closed.into_iter().map(SpeedOut::Window));
-                }
-                if !out.is_empty() {
-                    output.session(&*c).give_iterator(out.into_iter());
+                let alerts = emitter.on_closed(&closed, watermark, now);
+                let mut alerts = alerts.into_iter().peekable();
+                let mut windows = closed.into_iter().filter(|_| with_counts).peekable();
+                loop {
+                    let end = match (alerts.peek(), windows.peek()) {
+                        (Some(a), Some(w)) => a.end_micros.min(w.end),
+                        (Some(a), None) => a.end_micros,
+                        (None, Some(w)) => w.end,
+                        (None, None) => break,
+                    };
+                    let at = c.delayed(&end.max(*c.time()));
+                    let mut session = output.session(&at);
+                    session.give_iterator(std::iter::from_fn(|| alerts.next_if(|a| a.end_micros == end)).map(SpeedOut::Alert));
+                    session.give_iterator(std::iter::from_fn(|| windows.next_if(|w| w.end == end)).map(SpeedOut::Window));
                 }
                 metrics
                     .engine_anomalies

@@ -1,0 +1,224 @@
+//! The real `clickwatch` binary: determinism across worker counts on a
+//! generated stream with disorder, late events, duplicates and malformed
+//! lines; exit codes and error messages; configuration layering.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn clickwatch() -> Command {
+    Command::cargo_bin("clickwatch").expect("binary built")
+}
+
+/// Lines of a JSONL file with the given fields removed, in file order.
+fn lines_without(path: &Path, drop: &[&str]) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(l).expect("JSON line");
+            for k in drop {
+                v.remove(*k);
+            }
+            serde_json::Value::Object(v).to_string()
+        })
+        .collect()
+}
+
+fn generate(dir: &Path, extra: &[&str]) -> std::path::PathBuf {
+    let input = dir.join("events.jsonl");
+    clickwatch()
+        .args(["generate", "--events", "300000", "--seed", "11", "--span", "6h", "--output"])
+        .arg(&input)
+        .args(extra)
+        .assert()
+        .success();
+    input
+}
+
+fn stream(input: &Path, out: &Path, workers: usize, extra: &[&str]) {
+    clickwatch()
+        .arg("stream")
+        .arg("--input")
+        .arg(input)
+        .arg("--alerts-file")
+        .arg(out.join("alerts.jsonl"))
+        .arg("--window-counts")
+        .arg(out.join("windows.jsonl"))
+        .arg("--dead-letter")
+        .arg(out.join("dead.jsonl"))
+        .args(["--no-console", "-w", &workers.to_string()])
+        .args(extra)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("windows closed"));
+}
+
+#[test]
+fn workers_1_2_4_give_identical_alerts_and_window_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = generate(
+        tmp.path(),
+        &["--late-share", "0.01", "--duplicate-share", "0.01", "--malformed-share", "0.01", "--jitter", "2m"],
+    );
+    let mut runs = Vec::new();
+    for workers in [1, 2, 4] {
+        let out = tmp.path().join(format!("w{workers}"));
+        stream(&input, &out, workers, &[]);
+        let alerts = lines_without(&out.join("alerts.jsonl"), &["emitted_at", "watermark"]);
+        let windows = lines_without(&out.join("windows.jsonl"), &[]);
+        let mut dead = lines_without(&out.join("dead.jsonl"), &["received_at"]);
+        dead.sort();
+        runs.push((alerts, windows, dead));
+    }
+    let (alerts, windows, dead) = &runs[0];
+    assert!(alerts.len() > 50, "the skewed profile must raise alerts, got {}", alerts.len());
+    assert!(windows.len() > 10_000);
+    assert!(dead.iter().any(|l| l.contains("\"reason\":\"late\"")), "late events expected");
+    assert!(dead.iter().any(|l| l.contains("\"reason\":\"not_json\"")), "malformed lines expected");
+    for (i, run) in runs.iter().enumerate().skip(1) {
+        assert!(run == &runs[0], "run {i} differs from the 1-worker run");
+    }
+    // on_close order: by window end, then product.
+    let keys: Vec<(String, String)> = alerts
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["window_end"].as_str().unwrap().to_owned(), v["product_id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "alerts not in (window_end, product) order");
+}
+
+#[test]
+fn nothing_is_lost_valid_plus_refused_equals_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = generate(tmp.path(), &["--malformed-share", "0.02"]);
+    let out = tmp.path().join("out");
+    let assert = clickwatch()
+        .arg("stream")
+        .arg("--input")
+        .arg(&input)
+        .arg("--dead-letter")
+        .arg(out.join("dead.jsonl"))
+        .arg("--no-console")
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let events: u64 = stderr
+        .split("stream: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("event count in summary");
+    let dead = std::fs::read_to_string(out.join("dead.jsonl")).unwrap().lines().count() as u64;
+    let lines = std::fs::read(&input).unwrap().split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+    assert!(dead > 1000, "malformed lines must be dead-lettered, got {dead}");
+    assert_eq!(events + dead, lines, "every line is either a valid event or a dead letter");
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, "").unwrap();
+    clickwatch()
+        .args(["stream", "--window", "7m", "--input"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("window.length").and(predicate::str::contains("multiple of window.slide")));
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "[window]\nsilde = \"5m\"\n").unwrap();
+    clickwatch()
+        .args(["stream", "--config"])
+        .arg(&cfg)
+        .arg("--input")
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("silde"));
+    clickwatch().args(["stream", "--bogus-flag"]).assert().code(2);
+    clickwatch()
+        .args(["stream", "--emit", "sometimes", "--input"])
+        .arg(&input)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn missing_input_exits_1_with_one_line_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let assert = clickwatch()
+        .args(["stream", "--no-console", "--input", "/nonexistent/events.jsonl", "--dead-letter"])
+        .arg(tmp.path().join("d.jsonl"))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("clickwatch: error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("/nonexistent/events.jsonl"), "{stderr}");
+}
+
+#[test]
+fn config_file_env_and_flags_layer_in_that_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/basic");
+    let cfg = tmp.path().join("c.toml");
+    // The file asks for a threshold that raises nothing; env and flag lower it.
+    std::fs::write(&cfg, "[alert]\nmin_views = 1000\nmax_purchases = 2\n[sinks]\nconsole = false\n").unwrap();
+    let count = |envs: &[(&str, &str)], flags: &[&str]| {
+        let alerts = tmp.path().join("a.jsonl");
+        let mut cmd = clickwatch();
+        cmd.arg("stream").arg("--config").arg(&cfg).arg("--input").arg(dir.join("input.jsonl"));
+        cmd.arg("--alerts-file").arg(&alerts).arg("--dead-letter").arg(tmp.path().join("d.jsonl"));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.args(flags).assert().success().stdout(predicate::str::is_empty());
+        std::fs::read_to_string(&alerts).unwrap().lines().count()
+    };
+    assert_eq!(count(&[], &[]), 0);
+    assert_eq!(count(&[("CLICKWATCH_MIN_VIEWS", "3")], &[]), 4);
+    assert_eq!(count(&[("CLICKWATCH_MIN_VIEWS", "3")], &["--min-views", "1000"]), 0);
+}
+
+#[test]
+fn console_prints_the_seed_format_and_stdin_works() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/basic");
+    let tmp = tempfile::tempdir().unwrap();
+    clickwatch()
+        .args(["stream", "--input", "-", "--min-views", "3", "--max-purchases", "2", "--dead-letter"])
+        .arg(tmp.path().join("d.jsonl"))
+        .pipe_stdin(dir.join("input.jsonl"))
+        .unwrap()
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("FLASH SALE ALERT")
+                .and(predicate::str::contains("Product ID: p1"))
+                .and(predicate::str::contains("Conversion Rate: 25.00%")),
+        );
+}
+
+#[test]
+fn generate_is_deterministic_and_validates() {
+    let a = clickwatch().args(["generate", "--events", "5000", "--seed", "3"]).output().unwrap();
+    let b = clickwatch().args(["generate", "--events", "5000", "--seed", "3"]).output().unwrap();
+    let c = clickwatch().args(["generate", "--events", "5000", "--seed", "4"]).output().unwrap();
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    assert_ne!(a.stdout, c.stdout);
+    assert_eq!(a.stdout.iter().filter(|b| **b == b'\n').count(), 5000);
+    clickwatch()
+        .args(["generate", "--events", "10", "--profile", "zipfy"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("profile"));
+    clickwatch()
+        .args(["generate", "--events", "10", "--late-share", "1.5"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("late"));
+}
