@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Speed-layer benchmark: clickwatch `stream` (1 and 2 workers) against
+DuckDB's equivalent sliding-window alert query, on the same JSONL file, in
+one run on this machine.
+
+Before printing any timing it checks that both engines raise exactly the
+same alerts (product, window, views, purchases). The input has no late
+events and no repeated ids (jitter below the watermark delay, no
+duplicates), so DuckDB's plain GROUP BY and clickwatch's streaming
+semantics must agree exactly.
+
+Usage: bench/speed.sh [--events N] [--runs R]   (builds, makes the venv)
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import duckdb
+
+L_US, S_US = 600_000_000, 300_000_000
+MIN_VIEWS, MAX_PURCHASES = 100, 5
+
+
+def timed(cmd):
+    """Runs cmd; returns (wall seconds, peak RSS MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{err}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def clickwatch_alerts(path):
+    out = set()
+    with open(path) as f:
+        for line in f:
+            a = json.loads(line)
+            out.add((a["product_id"], a["window_start"], a["views"], a["purchases"]))
+    return out
+
+
+DUCKDB_QUERY = f"""
+WITH raw AS (
+  SELECT * FROM read_json('{{path}}', format = 'newline_delimited',
+    columns = {{{{event_id: 'VARCHAR', user_id: 'VARCHAR', product_id: 'VARCHAR',
+               event_type: 'VARCHAR', timestamp: 'VARCHAR', category: 'VARCHAR'}}}})
+), ev AS (
+  SELECT product_id, event_type,
+         CASE WHEN regexp_full_match(timestamp, '[0-9]+')
+              THEN CAST(timestamp AS BIGINT) * 1000
+              ELSE epoch_us(CAST(timestamp AS TIMESTAMPTZ)) END AS t
+  FROM raw
+), w AS (
+  SELECT product_id, event_type, (t // {S_US}) * {S_US} - k * {S_US} AS ws
+  FROM ev, range(0, {L_US // S_US}) r(k)
+)
+SELECT product_id, strftime(make_timestamp(ws), '%Y-%m-%dT%H:%M:%SZ') AS window_start,
+       count(*) FILTER (WHERE event_type = 'view') AS views,
+       count(*) FILTER (WHERE event_type = 'purchase') AS purchases
+FROM w GROUP BY product_id, ws
+HAVING views > {MIN_VIEWS} AND purchases < {MAX_PURCHASES}
+"""
+
+
+def duckdb_alerts(path):
+    con = duckdb.connect()
+    start = time.perf_counter()
+    rows = con.execute(DUCKDB_QUERY.format(path=path)).fetchall()
+    wall = time.perf_counter() - start
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    return wall, {(p, w, v, pu) for p, w, v, pu in rows}, int(threads)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default="target/release/clickwatch")
+    ap.add_argument("--events", type=int, default=2_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+
+    work = args.workdir or tempfile.mkdtemp(prefix="clickwatch-bench-")
+    os.makedirs(work, exist_ok=True)
+    data = os.path.join(work, f"events-{args.events}.jsonl")
+    if not os.path.exists(data):
+        subprocess.run([args.binary, "generate", "--events", str(args.events), "--seed", "2026",
+                        "--profile", "skewed", "--jitter", "30s", "--output", data],
+                       check=True, stderr=subprocess.DEVNULL)
+    size = os.path.getsize(data)
+
+    results = []
+    reference = None
+    for workers in (1, 2):
+        alerts = os.path.join(work, f"alerts-w{workers}.jsonl")
+        cmd = [args.binary, "stream", "--input", data, "--no-console", "--alerts-file", alerts,
+               "--dead-letter", os.path.join(work, "dead.jsonl"), "--workers", str(workers)]
+        runs = sorted(timed(cmd) for _ in range(args.runs))
+        got = clickwatch_alerts(alerts)
+        if reference is None:
+            reference = got
+        elif got != reference:
+            sys.exit(f"clickwatch with {workers} workers disagrees with 1 worker")
+        wall, rss = runs[len(runs) // 2]
+        results.append((f"clickwatch stream -w {workers}", workers, wall, rss))
+
+    duck_runs = []
+    for _ in range(args.runs):
+        wall, got, threads = duckdb_alerts(data)
+        duck_runs.append(wall)
+        if got != reference:
+            only_duck, only_cw = sorted(got - reference)[:5], sorted(reference - got)[:5]
+            sys.exit(f"DuckDB and clickwatch disagree:\n only DuckDB: {only_duck}\n only clickwatch: {only_cw}")
+    duck_runs.sort()
+    results.append((f"DuckDB {duckdb.__version__} (threads={threads})", threads, duck_runs[len(duck_runs) // 2], None))
+
+    n = args.events
+    print(f"\n{n:,} events, {size / 2**20:.0f} MiB JSONL, {len(reference)} alerts (identical in all engines); "
+          f"median of {args.runs} runs; {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
+    print("| engine | cores | wall s | events/s | events/s per core | peak RSS MiB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, cores, wall, rss in results:
+        rss_s = f"{rss:.0f}" if rss is not None else "n/a (in-process)"
+        print(f"| {name} | {cores} | {wall:.2f} | {n / wall:,.0f} | {n / wall / cores:,.0f} | {rss_s} |")
+
+
+if __name__ == "__main__":
+    main()
