@@ -169,7 +169,7 @@ impl StreamConfig {
         if w.length.is_zero() {
             return Err(invalid("window.length", "must be positive"));
         }
-        if w.slide.as_micros() % 1_000_000 != 0 || w.length.as_micros() % 1_000_000 != 0 {
+        if !w.slide.as_micros().is_multiple_of(1_000_000) || !w.length.as_micros().is_multiple_of(1_000_000) {
             return Err(invalid("window.slide", "window length and slide must be whole seconds"));
         }
         let (length, slide) = (micros(w.length), micros(w.slide));

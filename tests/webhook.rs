@@ -19,9 +19,14 @@ enum Behaviour {
     Slow(Duration),
 }
 
-/// Starts a server that answers per `behaviour`; returns its URL and the
-/// bodies of the requests it answered with 200.
-fn server(behaviour: Behaviour) -> (String, Arc<Mutex<Vec<String>>>, Arc<Mutex<usize>>) {
+/// Bodies of the requests answered with 200.
+type Bodies = Arc<Mutex<Vec<String>>>;
+/// Requests received, whatever the answer.
+type Attempts = Arc<Mutex<usize>>;
+
+/// Starts a server that answers per `behaviour`; returns its URL, the
+/// delivered bodies and the number of attempts.
+fn server(behaviour: Behaviour) -> (String, Bodies, Attempts) {
     let server = tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1");
     let url = format!("http://{}/alerts", server.server_addr().to_ip().expect("ip address"));
     let got = Arc::new(Mutex::new(Vec::new()));

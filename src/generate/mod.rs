@@ -2,9 +2,10 @@
 //!
 //! This module owns the generator's configuration ([`GenerateConfig`]) and
 //! its validation, the line-by-line engine ([`EventLines`]), the writer loop
-//! with progress and rate limiting ([`generate`], [`Pacer`]) and the
-//! hand-written JSON and timestamp formatting. What the traffic looks like
-//! (popularity, funnels, who buys) lives in [`profile`].
+//! with progress and rate limiting ([`generate`], [`Pacer`]), the line mix
+//! (malformed, duplicate) and the hand-written JSON writing: no serde per
+//! line. What each event is (popularity, funnels, who buys, when) and how
+//! its time is spelled live in [`profile`].
 //!
 //! Lines are bytes, not `String`s: one malformed variety is deliberately not
 //! UTF-8, so [`EventLines`] yields `Vec<u8>` (without the trailing `'\n'`).
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 
 pub use profile::{category_of, price_cents_of, Profile, CATEGORIES};
-use profile::{Draft, Kind, Traffic, TsForm};
+use profile::{push_u64, Draft, Kind, Traffic, TsFormat};
 
 /// 2026-11-24T00:00:00Z in epoch milliseconds.
 pub const DEFAULT_START_MS: i64 = 1_795_478_400_000;
@@ -36,6 +37,7 @@ const LINE_CAPACITY: usize = 320;
 /// Duplicates repeat one of the last this many valid lines, so they fall well
 /// inside the speed layer's de-duplication horizon (L + D) in dense streams.
 const RECENT: usize = 32;
+
 /// Everything that determines the generated lines (and, with `rate`, their pace).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerateConfig {
@@ -52,9 +54,11 @@ pub struct GenerateConfig {
     pub users: u32,
     /// Skewed profile only: flash-sale candidates `p0..p{hot-1}`.
     pub hot_products: u32,
-    /// Each event time is its base time minus uniform `[0, jitter]`.
+    /// Each event time is its base time minus uniform `[0, jitter]`; no event
+    /// is moved before `start` (so a day's run stays within its day).
     pub jitter_ms: i64,
-    /// Share of fresh events moved back a further 15–60 minutes.
+    /// Share of fresh events moved back a further 15–60 minutes (not those
+    /// within that distance of `start`).
     pub late_share: f64,
     /// Share of lines repeating a recent valid line verbatim (same event_id).
     pub duplicate_share: f64,
@@ -115,11 +119,7 @@ impl GenerateConfig {
             }
         }
         if self.profile == Profile::Skewed && self.hot_products >= self.products {
-            return Err(invalid(
-                "--hot-products",
-                format!("less than --products ({})", self.products),
-                self.hot_products,
-            ));
+            return Err(invalid("--hot-products", "less than --products", self.hot_products));
         }
         if !(0..=86_400_000).contains(&self.jitter_ms) {
             return Err(invalid("--jitter", "within [0, 1 day]", format!("{} ms", self.jitter_ms)));
@@ -321,12 +321,10 @@ impl EventLines {
             }
             buf.push(b'"');
         }
-        if fault == Fault::NumericProduct {
-            buf.extend_from_slice(b",\"product_id\":");
-            push_u64(buf, u64::from(d.product));
-        } else {
-            buf.extend_from_slice(b",\"product_id\":\"p");
-            push_u64(buf, u64::from(d.product));
+        let quoted = fault != Fault::NumericProduct;
+        buf.extend_from_slice(if quoted { b",\"product_id\":\"p".as_slice() } else { b",\"product_id\":" });
+        push_u64(buf, u64::from(d.product));
+        if quoted {
             buf.push(b'"');
         }
         buf.extend_from_slice(b",\"event_type\":\"");
@@ -363,7 +361,7 @@ impl EventLines {
             buf.extend_from_slice(b",\"price\":");
             push_u64(buf, u64::from(cents / 100));
             buf.push(b'.');
-            push_2(buf, cents % 100);
+            profile::push_padded(buf, cents % 100, 2);
         }
         if d.kind == Kind::Purchase {
             buf.extend_from_slice(b",\"quantity\":");
@@ -401,16 +399,16 @@ impl Iterator for EventLines {
 pub fn generate(cfg: &GenerateConfig, out: &mut dyn Write, progress: &mut dyn FnMut(u64)) -> io::Result<GenerateStats> {
     cfg.validate().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut lines = EventLines::new(cfg);
-    let mut pacer = cfg.rate.map(Pacer::new);
+    let pacer = cfg.rate.map(Pacer::new);
     let mut buf = Vec::with_capacity(LINE_CAPACITY);
     while lines.next_into(&mut buf).is_some() {
         buf.push(b'\n');
         out.write_all(&buf)?;
         let done = lines.stats().lines;
-        if done % PROGRESS_EVERY == 0 {
+        if done.is_multiple_of(PROGRESS_EVERY) {
             progress(done);
         }
-        if let Some(wait) = pacer.as_mut().and_then(|p| p.delay(done)) {
+        if let Some(wait) = pacer.as_ref().and_then(|p| p.delay(done)) {
             out.flush()?;
             std::thread::sleep(wait);
         }
@@ -438,8 +436,8 @@ impl Pacer {
     /// After `done` lines in total: how long to sleep to stay on rate, if at
     /// all. Behind schedule it returns `None`, so a slow consumer is caught
     /// up with a burst (the average is what the rate promises).
-    pub fn delay(&mut self, done: u64) -> Option<Duration> {
-        if done % self.every != 0 {
+    pub fn delay(&self, done: u64) -> Option<Duration> {
+        if !done.is_multiple_of(self.every) {
             return None;
         }
         let due = Duration::try_from_secs_f64(done as f64 / self.rate).ok()?;
@@ -447,109 +445,11 @@ impl Pacer {
     }
 }
 
-/// Formats event times. The date part is cached by day number; the time of
-/// day is plain integer arithmetic, so jitter that hops between seconds
-/// costs nothing.
-#[derive(Default)]
-struct TsFormat {
-    day: Option<i64>,
-    /// `YYYY-MM-DDT`
-    date: [u8; 11],
-}
-
-impl TsFormat {
-    fn push(&mut self, buf: &mut Vec<u8>, t_us: i64, form: TsForm) {
-        if form == TsForm::EpochMillis {
-            push_u64(buf, t_us.div_euclid(1000) as u64);
-            return;
-        }
-        let day = t_us.div_euclid(86_400_000_000);
-        if self.day != Some(day) {
-            self.day = Some(day);
-            let (y, m, d) = civil_from_days(day);
-            let mut date = Vec::with_capacity(11);
-            push_padded(&mut date, y as u32, 4);
-            date.push(b'-');
-            push_2(&mut date, m);
-            date.push(b'-');
-            push_2(&mut date, d);
-            date.push(b'T');
-            self.date.copy_from_slice(&date);
-        }
-        let us_of_day = t_us.rem_euclid(86_400_000_000);
-        let secs = (us_of_day / 1_000_000) as u32;
-        let micros = (us_of_day % 1_000_000) as u32;
-        buf.push(b'"');
-        buf.extend_from_slice(&self.date);
-        push_2(buf, secs / 3600);
-        buf.push(b':');
-        push_2(buf, secs / 60 % 60);
-        buf.push(b':');
-        push_2(buf, secs % 60);
-        match form {
-            TsForm::Python => {
-                if micros != 0 {
-                    buf.push(b'.');
-                    push_padded(buf, micros, 6);
-                }
-                buf.extend_from_slice(b"+00:00\"");
-            }
-            _ => {
-                buf.push(b'.');
-                push_padded(buf, micros / 1000, 3);
-                buf.extend_from_slice(b"Z\"");
-            }
-        }
-    }
-}
-
-/// (year, month, day) of a day number since 1970-01-01 (H. Hinnant's
-/// `civil_from_days`), for the non-negative days the generator produces.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&tmp[i..]);
-}
-
-fn push_2(buf: &mut Vec<u8>, v: u32) {
-    buf.extend_from_slice(&[b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]);
-}
-
-/// `v` zero-padded to `width` (≤ 10) digits.
-fn push_padded(buf: &mut Vec<u8>, v: u32, width: usize) {
-    let mut tmp = [b'0'; 10];
-    let mut v = v;
-    for slot in tmp[..width].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    buf.extend_from_slice(&tmp[..width]);
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
     use serde_json::Value;
+    use std::collections::BTreeMap;
 
     /// Every line of a run with its kind, through `next_into`.
     pub(crate) fn run(cfg: &GenerateConfig) -> (Vec<Vec<u8>>, Vec<LineKind>) {
@@ -585,7 +485,7 @@ pub(super) mod tests {
         })
     }
 
-    fn messy(events: u64) -> GenerateConfig {
+    pub(crate) fn messy(events: u64) -> GenerateConfig {
         let (late_share, duplicate_share, malformed_share) = (0.02, 0.05, 0.1);
         GenerateConfig {
             events,
@@ -604,12 +504,7 @@ pub(super) mod tests {
         let mut out = Vec::new();
         let mut calls = Vec::new();
         let stats = generate(&cfg, &mut out, &mut |n| calls.push(n)).expect("writing to a Vec cannot fail");
-        let mut joined: Vec<u8> = EventLines::new(&cfg)
-            .flat_map(|mut l| {
-                l.push(b'\n');
-                l
-            })
-            .collect();
+        let mut joined: Vec<u8> = EventLines::new(&cfg).flat_map(|l| l.into_iter().chain([b'\n'])).collect();
         assert_eq!(out, joined, "generate() is the iterator plus newlines");
         assert_eq!(calls, vec![20_000], "progress: every 100k lines and at the end");
         assert_eq!((stats.lines, stats.bytes), (20_000, out.len() as u64));
@@ -620,18 +515,16 @@ pub(super) mod tests {
 
     #[test]
     fn lines_are_valid_unless_malformed() {
-        let cfg = messy(50_000);
-        let (lines, kinds) = run(&cfg);
+        let (lines, kinds) = run(&messy(50_000));
         let limits = crate::event::Limits::default();
-        let mut count = std::collections::BTreeMap::<String, usize>::new();
+        let (mut reasons, mut variety) = (BTreeMap::<&str, usize>::new(), BTreeMap::<&str, usize>::new());
         for (line, kind) in lines.iter().zip(&kinds) {
-            let parsed = parse_valid(line);
-            let text = String::from_utf8_lossy(line);
+            let (parsed, text) = (parse_valid(line), String::from_utf8_lossy(line));
             assert_eq!(parsed.is_some(), *kind != LineKind::Malformed, "{kind:?}: {text}");
             // The pipeline's own decoder agrees, and says why.
             match crate::event::decode(line, &limits, 0) {
                 Ok(_) => assert!(parsed.is_some(), "{text}"),
-                Err(e) => *count.entry(e.reason.as_str().to_owned()).or_default() += 1,
+                Err(e) => *reasons.entry(e.reason.as_str()).or_default() += 1,
             }
             let Some(Parsed { event_type, json, .. }) = parsed else { continue };
             let has = |k: &str| json.get(k).is_some();
@@ -642,68 +535,25 @@ pub(super) mod tests {
                 ["user_id", "product_id", "event_type", "timestamp", "category", "session_id", "price", "quantity"];
             let at: Vec<usize> = keys.iter().filter_map(|k| text.find(&format!("\"{k}\":"))).collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "key order: {text}");
-            for (key, probe) in [
-                ("epoch", ":17"),
-                ("zulu", "Z\""),
-                ("python", "+00:00\""),
-                ("wishlist", "\"wishlist\""),
-                ("extra", "\"referrer\""),
-                ("no_category", ""),
+            for (name, seen) in [
+                ("epoch_millis", json["timestamp"].is_i64()),
+                ("zulu", text.contains("Z\"")),
+                ("wishlist", event_type == "wishlist"),
+                ("extra_field", has("referrer") || has("ab_test")),
+                ("no_category", !has("category")),
+                ("no_session", !has("session_id")),
             ] {
-                let hit = if key == "no_category" { !has("category") } else { text.contains(probe) };
-                *count.entry(key.to_owned()).or_default() += usize::from(hit);
+                *variety.entry(name).or_default() += usize::from(seen);
             }
         }
         let malformed = kinds.iter().filter(|k| **k == LineKind::Malformed).count();
         assert!((4500..5500).contains(&malformed), "{malformed} malformed of 50k at 10 %");
-        for reason in ["not_utf8", "not_json", "not_object", "missing_field", "invalid_field", "bad_timestamp"] {
-            assert!(count.get(reason).copied().unwrap_or(0) > 100, "{reason}: {count:?}");
-        }
-        assert_eq!(
-            count.iter().filter(|(k, _)| k.contains('_') && !k.starts_with("no_")).map(|(_, v)| v).sum::<usize>(),
-            malformed
-        );
-        for variety in ["epoch", "zulu", "wishlist", "extra", "no_category"] {
-            assert!(count[variety] > 20, "{variety}: {count:?}");
-        }
-        assert!(count["python"] > 40_000, "{count:?}");
-        // Duplicates repeat an earlier valid line, event_id and all.
+        assert_eq!(reasons.values().sum::<usize>(), malformed, "{reasons:?}");
+        assert!(reasons.len() == 6 && reasons.values().all(|&n| n > 100), "{reasons:?}");
+        assert!(variety.values().all(|&n| n > 20), "{variety:?}");
+        // Duplicates repeat a recent valid line, event_id and all.
         for (i, _) in kinds.iter().enumerate().filter(|(_, k)| **k == LineKind::Duplicate) {
             assert!(lines[i.saturating_sub(2 * RECENT)..i].contains(&lines[i]), "line {i}");
-        }
-    }
-
-    #[test]
-    fn event_times_follow_generation_order_except_jitter_and_late() {
-        let cfg = GenerateConfig { malformed_share: 0.0, duplicate_share: 0.0, ..messy(100_000) };
-        let (lines, kinds) = run(&cfg);
-        let (start, span, jitter) = (cfg.start_ms * 1000, cfg.span_ms as i128 * 1000, cfg.jitter_ms * 1000);
-        for (n, (line, kind)) in lines.iter().zip(&kinds).enumerate() {
-            let base = start + (n as i128 * span / 100_000) as i64;
-            let t = parse_valid(line).expect("no malformed lines configured").time_us;
-            // Millisecond forms truncate, hence the extra millisecond.
-            let lo = if *kind == LineKind::Late { base - jitter - 3_600_000_000 - 1000 } else { base - jitter - 1000 };
-            let hi = if *kind == LineKind::Late { base - 900_000_000 } else { base };
-            assert!((lo..=hi).contains(&t), "line {n} ({kind:?}): {t} not in {lo}..={hi}");
-        }
-        let late = kinds.iter().filter(|k| **k == LineKind::Late).count();
-        assert!((1500..2500).contains(&late), "{late} late of 100k at 2 %");
-    }
-
-    #[test]
-    fn timestamps_match_chrono_and_python() {
-        let mut ts = TsFormat::default();
-        for t in [0i64, 951_782_400_123_456, DEFAULT_START_MS * 1000 + 36_000_000_000, 4_107_542_399_999_999] {
-            let mut buf = Vec::new();
-            for form in [TsForm::Python, TsForm::ZuluMillis, TsForm::EpochMillis] {
-                ts.push(&mut buf, t, form);
-                buf.push(b' ');
-            }
-            let c = chrono::DateTime::from_timestamp_micros(t).expect("in range");
-            let python =
-                c.format(if t % 1_000_000 == 0 { "%Y-%m-%dT%H:%M:%S+00:00" } else { "%Y-%m-%dT%H:%M:%S%.6f+00:00" });
-            let want = format!("\"{python}\" \"{}\" {} ", c.format("%Y-%m-%dT%H:%M:%S%.3fZ"), t / 1000);
-            assert_eq!(String::from_utf8_lossy(&buf), want);
         }
     }
 
@@ -741,12 +591,7 @@ pub(super) mod tests {
         let mut out = io::BufWriter::new(io::sink());
         let started = Instant::now();
         let stats = generate(&cfg, &mut out, &mut |_| {}).expect("sink");
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "{} lines, {} MB in {secs:.2}s: {:.2} M lines/s",
-            stats.lines,
-            stats.bytes >> 20,
-            stats.lines as f64 / secs / 1e6
-        );
+        let (secs, mb) = (started.elapsed().as_secs_f64(), stats.bytes >> 20);
+        println!("{} lines, {mb} MB in {secs:.2}s: {:.2} M lines/s", stats.lines, stats.lines as f64 / secs / 1e6);
     }
 }

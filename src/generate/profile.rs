@@ -3,9 +3,10 @@
 //!
 //! This module owns the [`Profile`] choice, the pure product catalogue
 //! ([`category_of`], [`price_cents_of`]), per-user state (purchase propensity,
-//! sessions) and the event-time model, all behind [`Traffic::draft`]. How a
-//! drawn event becomes a line (and how lines are broken or repeated) is
-//! `mod.rs`'s business.
+//! sessions) and the event-time model, all behind `Traffic::draft`, plus the
+//! spelling of event times and numbers (`TsFormat`, `push_u64`). How a drawn
+//! event becomes a line (and how lines are broken or repeated) is `mod.rs`'s
+//! business.
 //!
 //! - `uniform`: every product equally popular, every product the same funnel
 //!   (about 80 % view / 15 % add_to_cart / 5 % purchase).
@@ -38,18 +39,9 @@ pub enum Profile {
     Skewed,
 }
 
-impl Profile {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Uniform => "uniform",
-            Profile::Skewed => "skewed",
-        }
-    }
-}
-
 impl fmt::Display for Profile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(if *self == Profile::Uniform { "uniform" } else { "skewed" })
     }
 }
 
@@ -74,7 +66,7 @@ const PRICE_RANGE: [(u32, u32); 8] = [(49, 1499), (9, 199), (9, 499), (5, 60), (
 
 /// SplitMix64 finalizer: a fixed, seed-independent hash, so catalogue facts
 /// (category, price) are the same in every run and every seed.
-pub(super) fn mix(mut z: u64) -> u64 {
+fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -314,9 +306,14 @@ impl Traffic {
         let user = below(rng, self.users.len() as u32);
         let product = self.model.pick_product(rng);
         let kind = self.model.pick_kind(product, self.users[user as usize].propensity, rng);
-        let jitter = if self.jitter_us > 0 { rng.random_range(0..=self.jitter_us) } else { 0 };
+        // Nothing moves before `start`: a day's run must not spill a few
+        // events into the previous day's archive partition.
+        let floor = if self.realtime { 0 } else { self.start_us };
+        let max_jitter = self.jitter_us.min(base_us - floor);
+        let jitter = if max_jitter > 0 { rng.random_range(0..=max_jitter) } else { 0 };
         let late = self.late_share > 0.0 && rng.random::<f64>() < self.late_share;
         let back = if late { rng.random_range(LATE_US.0..=LATE_US.1) } else { 0 };
+        let late = late && base_us - jitter - back >= floor;
         // One draw for all the small per-mille decisions, 10 bits each.
         let bits = rng.next_u64();
         let field = |i: u32| (bits >> (10 * i)) & 1023;
@@ -329,7 +326,7 @@ impl Traffic {
             user,
             product,
             kind,
-            time_us: (base_us - jitter - back).max(0),
+            time_us: base_us - jitter - if late { back } else { 0 },
             late,
             form: match field(0) {
                 0..20 => TsForm::EpochMillis,
@@ -348,32 +345,97 @@ impl Traffic {
     }
 }
 
+/// Formats event times. The date part is cached by day number; the time of
+/// day is plain integer arithmetic, so jitter that hops between seconds
+/// costs nothing.
+#[derive(Default)]
+pub(super) struct TsFormat {
+    day: Option<i64>,
+    /// `YYYY-MM-DDT`
+    date: String,
+}
+
+impl TsFormat {
+    pub(super) fn push(&mut self, buf: &mut Vec<u8>, t_us: i64, form: TsForm) {
+        if form == TsForm::EpochMillis {
+            push_u64(buf, t_us.div_euclid(1000) as u64);
+            return;
+        }
+        let day = t_us.div_euclid(86_400_000_000);
+        if self.day != Some(day) {
+            // Once a day, so chrono's general formatter costs nothing here.
+            let date = chrono::DateTime::from_timestamp(day * 86_400, 0).unwrap_or_default();
+            self.date = date.format("%Y-%m-%dT").to_string();
+            self.day = Some(day);
+        }
+        let us_of_day = t_us.rem_euclid(86_400_000_000);
+        let secs = (us_of_day / 1_000_000) as u32;
+        let micros = (us_of_day % 1_000_000) as u32;
+        buf.push(b'"');
+        buf.extend_from_slice(self.date.as_bytes());
+        push_padded(buf, secs / 3600, 2);
+        buf.push(b':');
+        push_padded(buf, secs / 60 % 60, 2);
+        buf.push(b':');
+        push_padded(buf, secs % 60, 2);
+        match form {
+            TsForm::Python => {
+                if micros != 0 {
+                    buf.push(b'.');
+                    push_padded(buf, micros, 6);
+                }
+                buf.extend_from_slice(b"+00:00\"");
+            }
+            _ => {
+                buf.push(b'.');
+                push_padded(buf, micros / 1000, 3);
+                buf.extend_from_slice(b"Z\"");
+            }
+        }
+    }
+}
+
+pub(super) fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// `v` zero-padded to `width` (≤ 10) digits.
+pub(super) fn push_padded(buf: &mut Vec<u8>, v: u32, width: usize) {
+    let mut tmp = [b'0'; 10];
+    let mut v = v;
+    for slot in tmp[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&tmp[..width]);
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{parse_valid, run};
-    use super::super::GenerateConfig;
+    use super::super::tests::{messy, parse_valid, run};
+    use super::super::{GenerateConfig, LineKind};
     use super::*;
     use std::collections::BTreeMap;
 
     #[test]
-    fn profile_names_round_trip() {
+    fn names_and_catalogue() {
         for p in [Profile::Uniform, Profile::Skewed] {
             assert_eq!(p.to_string().parse::<Profile>(), Ok(p));
         }
-        let err = "zipf".parse::<Profile>().unwrap_err();
-        assert!(err.to_string().contains("zipf"), "{err}");
-    }
-
-    #[test]
-    fn catalogue_is_a_pure_function_of_the_product() {
-        let mut seen = std::collections::BTreeSet::new();
-        for p in 0..2000 {
-            assert_eq!(category_of(p), category_of(p));
-            assert_eq!(price_cents_of(p), price_cents_of(p));
-            assert!(price_cents_of(p) >= 100, "p{p}");
-            seen.insert(category_of(p));
-        }
+        assert_eq!("zipf".parse::<Profile>(), Err(GenerateError::UnknownProfile("zipf".into())));
+        let seen: std::collections::BTreeSet<_> = (0..2000).map(category_of).collect();
         assert_eq!(seen.len(), CATEGORIES.len(), "every category is used");
+        assert!((0..2000).all(|p| price_cents_of(p) >= 100 && category_of(p) == CATEGORIES[category_index(p)]));
     }
 
     /// (views, purchases) per (product, 10-minute window start).
@@ -478,5 +540,44 @@ mod tests {
             let shoppers = purchases.len() - buyers;
             assert!(buyers > 300 && shoppers > 300, "{profile}: {buyers} buyers, {shoppers} window shoppers");
         }
+    }
+
+    #[test]
+    fn timestamps_match_chrono_and_python() {
+        let mut ts = TsFormat::default();
+        for t in
+            [0i64, 951_782_400_123_456, super::super::DEFAULT_START_MS * 1000 + 36_000_000_000, 4_107_542_399_999_999]
+        {
+            let mut buf = Vec::new();
+            for form in [TsForm::Python, TsForm::ZuluMillis, TsForm::EpochMillis] {
+                ts.push(&mut buf, t, form);
+                buf.push(b' ');
+            }
+            let c = chrono::DateTime::from_timestamp_micros(t).expect("in range");
+            let python =
+                c.format(if t % 1_000_000 == 0 { "%Y-%m-%dT%H:%M:%S+00:00" } else { "%Y-%m-%dT%H:%M:%S%.6f+00:00" });
+            let want = format!("\"{python}\" \"{}\" {} ", c.format("%Y-%m-%dT%H:%M:%S%.3fZ"), t / 1000);
+            assert_eq!(String::from_utf8_lossy(&buf), want);
+        }
+    }
+
+    #[test]
+    fn event_times_follow_generation_order_except_jitter_and_late() {
+        // Six hours, so few late events are lost to the "never before start" rule.
+        let cfg =
+            GenerateConfig { malformed_share: 0.0, duplicate_share: 0.0, span_ms: 6 * 3_600_000, ..messy(100_000) };
+        let (lines, kinds) = run(&cfg);
+        let (start, span, jitter) = (cfg.start_ms * 1000, cfg.span_ms as i128 * 1000, cfg.jitter_ms * 1000);
+        for (n, (line, kind)) in lines.iter().zip(&kinds).enumerate() {
+            let base = start + (n as i128 * span / 100_000) as i64;
+            let t = parse_valid(line).expect("no malformed lines configured").time_us;
+            // Millisecond forms truncate, hence the extra millisecond.
+            let lo = if *kind == LineKind::Late { base - jitter - 3_600_000_000 - 1000 } else { base - jitter - 1000 };
+            let lo = lo.max(start);
+            let hi = if *kind == LineKind::Late { base - 900_000_000 } else { base };
+            assert!((lo..=hi).contains(&t), "line {n} ({kind:?}): {t} not in {lo}..={hi}");
+        }
+        let late = kinds.iter().filter(|k| **k == LineKind::Late).count();
+        assert!((1600..2000).contains(&late), "{late} late of 100k at 2 % (minus the first hour)");
     }
 }
