@@ -3,4 +3,5 @@
 //! pure modules of `src/` (`window`, `alert`, `sources::ingest`).
 
 pub mod operators;
+pub mod source;
 pub mod speed;

@@ -1,8 +1,5 @@
 //! Thin timely operators around the pure speed-layer logic.
 //!
-//! - [`line_source`]: reads a line input on worker 0 and emits window
-//!   events (at their pane time) and rejects; its capability *is* the
-//!   watermark.
 //! - [`windows`]: products are spread over workers by hash; each worker's
 //!   `WindowEngine` closes windows as the input frontier passes them.
 //! - [`ordered_sink`]: on worker 0, releases records in timestamp order once
@@ -12,27 +9,18 @@
 use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::sync::Arc;
-use std::time::Duration;
 
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::{Operator, OutputBuilder};
-use timely::dataflow::{Scope, Stream};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Stream;
 
 use crate::alert::{Alert, Emitter};
 use crate::config::Validated;
 use crate::event::timestamp::now_micros;
-use crate::event::{DeadLetter, Limits, Micros};
+use crate::event::{DeadLetter, Micros};
 use crate::metrics::Metrics;
-use crate::sources::ingest::{Batch, Ingestor};
-use crate::sources::lines::{self, Chunk, LineInput};
 use crate::window::engine::{ClosedWindow, WindowEngine, WindowEvent};
 
-use super::speed::Fatal;
-
-/// Chunks (≈1 MiB each) decoded per activation before yielding to the
-/// other operators, so windows close and sinks drain while reading.
-const CHUNKS_PER_ACTIVATION: usize = 4;
 
 /// Stable hash of a product id: decides which worker owns its windows.
 pub fn route(product: &str) -> u64 {
@@ -43,109 +31,6 @@ pub fn route(product: &str) -> u64 {
 
 pub type Windows<'s> = Stream<'s, Micros, Vec<WindowEvent>>;
 pub type Rejects<'s> = Stream<'s, Micros, Vec<DeadLetter>>;
-
-/// Reads `input` on worker 0 (a line input is one partition); other workers
-/// close their capabilities at once.
-pub fn line_source<'s>(
-    scope: Scope<'s, Micros>,
-    input: LineInput,
-    cfg: &Validated,
-    metrics: Arc<Metrics>,
-    fatal: Fatal,
-) -> (Windows<'s>, Rejects<'s>) {
-    let mut builder = OperatorBuilder::new("LineSource".to_owned(), scope);
-    let info = builder.operator_info();
-    let (out_w, windows) = builder.new_output();
-    let (out_r, rejects) = builder.new_output();
-    let mut out_w = OutputBuilder::from(out_w);
-    let mut out_r = OutputBuilder::from(out_r);
-
-    let reads = scope.index() == 0;
-    let activator = scope.activator_for(info.address.clone());
-    let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
-    let limits = Limits {
-        max_future_skew: cfg.limits.max_future_skew.filter(|_| input.is_live()),
-        ..cfg.limits
-    };
-    let live = input.is_live();
-    let name = input.name();
-    let mut ingestor = Ingestor::new(cfg.clock, limits, input.name(), false);
-    const PARTITION: u32 = 0;
-
-    builder.build(move |caps| {
-        let mut caps = Some(caps);
-        let mut reader = None;
-        if reads {
-            match lines::spawn(input, limits.max_event_bytes, sync_activator) {
-                Ok((rx, _thread)) => {
-                    ingestor.clock().add_partition(PARTITION, now_micros());
-                    reader = Some(rx);
-                }
-                Err(e) => fatal.set(format!("cannot open {name}: {e}")),
-            }
-        }
-        move |_frontiers| {
-            let Some(cs) = caps.as_mut() else { return };
-            let (Some(rx), None) = (&reader, fatal.get()) else {
-                caps = None; // not the reading worker, or stopping on an error
-                return;
-            };
-            let mut out_w = out_w.activate();
-            let mut out_r = out_r.activate();
-            let mut ended = false;
-            for _ in 0..CHUNKS_PER_ACTIVATION {
-                let Ok(chunk) = rx.try_recv() else { break };
-                let now = now_micros();
-                let mut batch = Batch::default();
-                match chunk {
-                    Chunk::Lines { offset, data } => ingestor.lines(PARTITION, offset, &data, now, &mut batch),
-                    Chunk::Oversize { offset, len, prefix } => ingestor.oversize(offset, len, &prefix, now, &mut batch),
-                    Chunk::End { .. } => {
-                        ingestor.clock().finish_partition(PARTITION);
-                        ended = true;
-                    }
-                    Chunk::Failed(msg) => {
-                        fatal.set(msg);
-                        ended = true;
-                    }
-                }
-                ingestor.publish(&metrics);
-                // One session per timely time (pane starts: few distinct values).
-                batch.windows.sort_by_key(|(t, _)| *t);
-                let mut events = batch.windows.drain(..).peekable();
-                while let Some(&(t, _)) = events.peek() {
-                    let cap = cs[0].delayed(&t);
-                    let run = std::iter::from_fn(|| events.next_if(|(u, _)| *u == t).map(|(_, e)| e));
-                    out_w.session(&cap).give_iterator(run);
-                }
-                if !batch.rejects.is_empty() {
-                    out_r.session(&cs[1]).give_iterator(batch.rejects.drain(..));
-                }
-                if ended {
-                    break;
-                }
-            }
-            match ingestor.clock().advance(now_micros()) {
-                Some(w) => {
-                    metrics.observe_watermark(w);
-                    for c in cs.iter_mut() {
-                        if *c.time() < w {
-                            c.downgrade(&w);
-                        }
-                    }
-                    if !rx.is_empty() {
-                        activator.activate();
-                    } else if live {
-                        // Re-check idle partitions even when no data comes.
-                        activator.activate_after(Duration::from_secs(1));
-                    }
-                }
-                None => caps = None,
-            }
-        }
-    });
-    (windows, rejects)
-}
 
 /// What the window operators send to the sinks.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

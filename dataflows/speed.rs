@@ -18,6 +18,7 @@ use anyhow::{anyhow, bail};
 use timely::worker::Worker;
 
 use super::operators::{self, SpeedOut};
+use super::source;
 use crate::config::{SinksSection, Validated};
 use crate::event::{DeadLetter, Micros, Reason};
 use crate::metrics::Metrics;
@@ -80,7 +81,7 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
 
     worker.dataflow::<Micros, _, _>(|scope| {
         let (windows, rejected) =
-            operators::line_source(scope, job.input.clone(), &job.cfg, job.metrics.clone(), job.fatal.clone());
+            source::line_source(scope, job.input.clone(), &job.cfg, job.metrics.clone(), job.fatal.clone());
         let results = operators::windows(windows, &job.cfg, with_counts, job.metrics.clone());
 
         let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());

@@ -1,6 +1,10 @@
-//! From raw lines to classified records: decode, then decide lateness and
-//! duplicates in partition order, then stamp each record with its timely
-//! time. Pure: the timely source operator only moves the results along.
+//! From raw input to classified records, in two steps:
+//!
+//! 1. [`decode_chunk`]: a numbered chunk of lines becomes events and dead
+//!    letters. Stateless, so any worker can do it.
+//! 2. [`Ingestor::classify`]: decoded chunks, taken in input order, go
+//!    through the partition clock (lateness, duplicates, watermark) and each
+//!    counted event is stamped with its timely time.
 //!
 //! Timely times are event times floored to the pane (a multiple of S) and
 //! never below the published watermark. Flooring keeps the number of
@@ -32,6 +36,90 @@ pub enum NotCounted {
     Duplicate,
 }
 
+/// A numbered piece of one partition's input, as read; decoding it needs
+/// nothing else, so chunks are decoded on any worker.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct RawChunk {
+    /// Position in the partition's sequence of chunks (0, 1, 2, ...).
+    pub seq: u64,
+    pub partition: u32,
+    /// Input offset of the first byte.
+    pub offset: u64,
+    pub body: RawBody,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub enum RawBody {
+    /// Whole lines.
+    Lines(Vec<u8>),
+    /// One line of `len` bytes over the size limit, of which `prefix` was kept.
+    Oversize { len: u64, prefix: Vec<u8> },
+}
+
+/// A chunk after decoding, still to be classified in sequence order.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct DecodedChunk {
+    pub seq: u64,
+    pub partition: u32,
+    /// Valid events with their input positions, in input order.
+    pub events: Vec<(u64, Event)>,
+    pub rejects: Vec<DeadLetter>,
+}
+
+/// Decodes every line of a chunk. Pure apart from reading `limits`; the
+/// tallies of refused lines go to `metrics`.
+pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros, metrics: &Metrics) -> DecodedChunk {
+    let mut out = DecodedChunk { seq: chunk.seq, partition: chunk.partition, ..DecodedChunk::default() };
+    let mut dead = [0u64; Reason::ALL.len()];
+    let mut reject = |raw: &[u8], reason: Reason, detail: String, at: u64| {
+        dead[reason.index()] += 1;
+        out.rejects.push(DeadLetter {
+            raw: String::from_utf8_lossy(raw).into_owned(),
+            reason,
+            detail,
+            source: format!("{source}:{at}"),
+            received_at: now,
+        });
+    };
+    let bytes = match &chunk.body {
+        RawBody::Lines(data) => {
+            let mut pos = 0usize;
+            while pos < data.len() {
+                let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
+                let mut line = &data[pos..end];
+                let at = chunk.offset + pos as u64;
+                pos = end + 1;
+                if let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue; // blank lines carry no event
+                }
+                match decode(line, limits, now) {
+                    Ok(ev) => out.events.push((at, ev)),
+                    Err(e) => reject(line, e.reason, e.detail, at),
+                }
+            }
+            data.len() as u64
+        }
+        RawBody::Oversize { len, prefix } => {
+            let detail = format!(
+                "{len} bytes exceeds max_event_bytes = {}; raw holds the first {} bytes",
+                limits.max_event_bytes,
+                prefix.len()
+            );
+            reject(prefix, Reason::TooLarge, detail, chunk.offset);
+            *len
+        }
+    };
+    use std::sync::atomic::Ordering::Relaxed;
+    for (i, n) in dead.iter().enumerate().filter(|(_, n)| **n > 0) {
+        metrics.dead_letters[i].fetch_add(*n, Relaxed);
+    }
+    metrics.bytes_in.fetch_add(bytes, Relaxed);
+    out
+}
+
 /// What one batch of input produced, each record with its timely time.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -41,97 +129,49 @@ pub struct Batch {
     pub events: Vec<(Micros, Ingested)>,
 }
 
-impl Batch {
-    pub fn is_empty(&self) -> bool {
-        self.windows.is_empty() && self.rejects.is_empty() && self.events.is_empty()
-    }
-}
-
 /// Per-batch tallies, added to the shared metrics once per batch.
 #[derive(Default)]
 struct Tally {
     kinds: [u64; 4],
     dead: [u64; Reason::ALL.len()],
     duplicates: u64,
-    bytes: u64,
 }
 
+/// Classifies decoded events in partition order: lateness, duplicates and
+/// timely times. One per reading worker.
 pub struct Ingestor {
     clock: SourceClock,
-    limits: Limits,
     keep_events: bool,
     source: String,
     tally: Tally,
 }
 
 impl Ingestor {
-    /// `source` names the input in dead letters; `keep_events` fills
+    /// `source` names the input in late-event records; `keep_events` fills
     /// `Batch::events` for the archive.
-    pub fn new(clock: ClockConfig, limits: Limits, source: String, keep_events: bool) -> Self {
-        Ingestor {
-            clock: SourceClock::new(clock),
-            limits,
-            keep_events,
-            source,
-            tally: Tally::default(),
-        }
+    pub fn new(clock: ClockConfig, source: String, keep_events: bool) -> Self {
+        Ingestor { clock: SourceClock::new(clock), keep_events, source, tally: Tally::default() }
     }
 
     pub fn clock(&mut self) -> &mut SourceClock {
         &mut self.clock
     }
 
-    fn reject(&mut self, raw: &[u8], reason: Reason, detail: String, position: u64, now: Micros, out: &mut Batch) {
-        self.tally.dead[reason.index()] += 1;
-        out.rejects.push(DeadLetter {
-            raw: String::from_utf8_lossy(raw).into_owned(),
-            reason,
-            detail,
-            source: format!("{}:{position}", self.source),
-            received_at: now,
-        });
-    }
-
-    /// Decodes and classifies every line of `data` (whole lines read from
-    /// `partition`, starting at input offset `offset`).
-    pub fn lines(&mut self, partition: u32, offset: u64, data: &[u8], now: Micros, out: &mut Batch) {
-        self.tally.bytes += data.len() as u64;
-        let mut pos = 0usize;
-        while pos < data.len() {
-            let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
-            let mut line = &data[pos..end];
-            let at = offset + pos as u64;
-            pos = end + 1;
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
-            }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue; // blank lines carry no event
-            }
-            match decode(line, &self.limits, now) {
-                Ok(ev) => self.event(partition, at, ev, now, out),
-                Err(e) => self.reject(line, e.reason, e.detail, at, now, out),
-            }
+    /// Classifies a decoded chunk; chunks of a partition must come in `seq` order.
+    pub fn classify(&mut self, chunk: DecodedChunk, now: Micros, out: &mut Batch) {
+        out.rejects.extend(chunk.rejects);
+        for (position, event) in chunk.events {
+            self.event(chunk.partition, position, event, now, out);
         }
-    }
-
-    /// A line over the size limit, of which only `prefix` was kept.
-    pub fn oversize(&mut self, offset: u64, len: u64, prefix: &[u8], now: Micros, out: &mut Batch) {
-        let detail = format!(
-            "{len} bytes exceeds max_event_bytes = {}; raw holds the first {} bytes",
-            self.limits.max_event_bytes,
-            prefix.len()
-        );
-        self.reject(prefix, Reason::TooLarge, detail, offset, now, out);
     }
 
     /// Classifies one decoded event read from `partition` at `position`.
     pub fn event(&mut self, partition: u32, position: u64, event: Event, now: Micros, out: &mut Batch) {
         let floor = self.clock.published();
         let fate = self.clock.on_event(partition, &event, now);
+        self.tally.kinds[event.kind as usize] += 1;
         let not_counted = match fate {
             Fate::Counted { skip } => {
-                self.tally.kinds[event.kind as usize] += 1;
                 let spec = self.clock.config().spec;
                 let time = spec.pane_of(event.time).max(floor);
                 out.windows.push((
@@ -147,7 +187,6 @@ impl Ingestor {
                 None
             }
             Fate::Late(reason) => {
-                self.tally.kinds[event.kind as usize] += 1;
                 let raw = serde_json::to_string(&LateView::from(&event)).unwrap_or_default();
                 self.tally.dead[reason.index()] += 1;
                 out.rejects.push(DeadLetter {
@@ -163,25 +202,16 @@ impl Ingestor {
                 Some(NotCounted::Late(reason))
             }
             Fate::Duplicate => {
-                self.tally.kinds[event.kind as usize] += 1;
                 self.tally.duplicates += 1;
                 Some(NotCounted::Duplicate)
             }
         };
         if self.keep_events {
-            out.events.push((
-                floor,
-                Ingested {
-                    event,
-                    not_counted,
-                    position,
-                    partition,
-                },
-            ));
+            out.events.push((floor, Ingested { event, not_counted, position, partition }));
         }
     }
 
-    /// Adds this batch's tallies to the shared metrics.
+    /// Adds the tallies since the last call to the shared metrics.
     pub fn publish(&mut self, m: &Metrics) {
         use std::sync::atomic::Ordering::Relaxed;
         let t = std::mem::take(&mut self.tally);
@@ -192,7 +222,6 @@ impl Ingestor {
             m.dead_letters[i].fetch_add(*n, Relaxed);
         }
         m.duplicates.fetch_add(t.duplicates, Relaxed);
-        m.bytes_in.fetch_add(t.bytes, Relaxed);
     }
 }
 
@@ -236,7 +265,7 @@ mod tests {
             delay: 120_000_000,
             idle_timeout: 30_000_000,
         };
-        Ingestor::new(clock, Limits::default(), "file:t".into(), true)
+        Ingestor::new(clock, "file:t".into(), true)
     }
 
     #[test]
@@ -244,8 +273,11 @@ mod tests {
         let mut ing = ingestor();
         ing.clock().add_partition(0, 0);
         let data = b"{\"user_id\":\"u\",\"product_id\":\"p\",\"event_type\":\"view\",\"timestamp\":\"2026-11-24T10:07:00Z\"}\r\n\nnot json\n{\"user_id\":\"u\",\"product_id\":\"p\",\"event_type\":\"view\",\"timestamp\":\"2026-11-24T09:00:00Z\"}";
+        let m = Metrics::default();
+        let raw = RawChunk { seq: 0, partition: 0, offset: 100, body: RawBody::Lines(data.to_vec()) };
+        let decoded = decode_chunk(raw, &Limits::default(), "file:t", 0, &m);
         let mut out = Batch::default();
-        ing.lines(0, 100, data, 0, &mut out);
+        ing.classify(decoded, 0, &mut out);
         assert_eq!(out.windows.len(), 1);
         let pane = crate::event::timestamp::parse_str("2026-11-24T10:05:00Z").unwrap();
         assert_eq!(out.windows[0].0, pane);
@@ -255,10 +287,22 @@ mod tests {
         assert_eq!(out.rejects[1].reason, Reason::Late);
         assert!(out.rejects[1].raw.contains("2026-11-24T09:00:00"));
         assert_eq!(out.events.len(), 2, "late events are still archived");
-        let m = Metrics::default();
         ing.publish(&m);
         assert_eq!(m.events(EventKind::View), 2);
         assert_eq!(m.dead(Reason::NotJson), 1);
         assert_eq!(m.late(), 1);
+        assert_eq!(Metrics::get(&m.bytes_in), data.len() as u64);
+    }
+
+    #[test]
+    fn oversize_lines_become_dead_letters() {
+        let m = Metrics::default();
+        let raw = RawChunk { seq: 3, partition: 0, offset: 7, body: RawBody::Oversize { len: 5000, prefix: b"{\"a".to_vec() } };
+        let d = decode_chunk(raw, &Limits::default(), "stdin", 0, &m);
+        assert_eq!(d.seq, 3);
+        assert_eq!(d.rejects.len(), 1);
+        assert_eq!(d.rejects[0].reason, Reason::TooLarge);
+        assert_eq!(d.rejects[0].source, "stdin:7");
+        assert!(d.rejects[0].detail.starts_with("5000 bytes"));
     }
 }

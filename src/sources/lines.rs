@@ -63,7 +63,10 @@ pub enum Chunk {
     Failed(String),
 }
 
-const CHUNK: usize = 1 << 20;
+// 256 KiB: small enough that the decoded vectors are recycled by the
+// allocator instead of being faulted in fresh (measured: 1 MiB chunks spent
+// ~20% of a worker in page zeroing), large enough to amortise the hand-offs.
+const CHUNK: usize = 1 << 18;
 /// Bytes of an oversized line kept in its dead letter.
 pub const OVERSIZE_PREFIX: usize = 4096;
 

@@ -1,0 +1,237 @@
+//! The line source as three small operators, so decoding (the expensive
+//! part) runs on every worker while lateness is still decided in the
+//! partition's own order:
+//!
+//! ```text
+//! read (worker 0) ──raw chunks, round robin──▶ decode (all workers) ──▶ sequence (worker 0)
+//!                                                                        ├─▶ window events at pane times
+//!                                                                        └─▶ rejects
+//! ```
+//!
+//! `sequence` puts decoded chunks back in input order and runs the source
+//! clock; its capability is the watermark. `read` sends chunks at that same
+//! watermark (shared through an `Rc<Cell>`: both run on worker 0's thread),
+//! so everything `sequence` emits is at or after the time it received.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
+use timely::dataflow::{Scope, Stream};
+use timely::scheduling::Activator;
+
+use super::operators::{Rejects, Windows};
+use super::speed::Fatal;
+use crate::config::Validated;
+use crate::event::timestamp::now_micros;
+use crate::event::{Limits, Micros};
+use crate::metrics::Metrics;
+use crate::sources::ingest::{decode_chunk, Batch, DecodedChunk, Ingestor, RawBody, RawChunk};
+use crate::sources::lines::{self, Chunk, LineInput};
+
+/// Chunks (≈256 KiB each) read per activation before yielding to the other
+/// operators, so windows close and sinks drain while reading.
+const CHUNKS_PER_ACTIVATION: usize = 8;
+/// A line input is one partition (SPEC §3).
+const PARTITION: u32 = 0;
+
+/// What `read` and `sequence` share on worker 0.
+#[derive(Clone)]
+struct Shared {
+    /// The published watermark.
+    watermark: Rc<Cell<Micros>>,
+    /// Wakes `read` when the watermark moved.
+    read: Rc<Cell<Option<Activator>>>,
+}
+
+/// The whole line source: window events and rejects.
+pub fn line_source<'s>(
+    scope: Scope<'s, Micros>,
+    input: LineInput,
+    cfg: &Validated,
+    metrics: Arc<Metrics>,
+    fatal: Fatal,
+) -> (Windows<'s>, Rejects<'s>) {
+    let shared = Shared { watermark: Rc::new(Cell::new(Micros::MIN)), read: Rc::new(Cell::new(None)) };
+    let limits = Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| input.is_live()), ..cfg.limits };
+    let name = input.name();
+    let live = input.is_live();
+    let raw = read(scope, input, limits.max_event_bytes, shared.clone(), fatal);
+    let decoded = decode(raw, limits, name.clone(), metrics.clone());
+    sequence(decoded, cfg, name, live, shared, metrics)
+}
+
+/// Reads the input on worker 0 and deals its chunks to all workers.
+fn read<'s>(
+    scope: Scope<'s, Micros>,
+    input: LineInput,
+    max_line: usize,
+    shared: Shared,
+    fatal: Fatal,
+) -> Stream<'s, Micros, Vec<RawChunk>> {
+    let mut builder = OperatorBuilder::new("Read".to_owned(), scope);
+    let info = builder.operator_info();
+    let (output, stream) = builder.new_output();
+    let mut output = OutputBuilder::from(output);
+    let reads = scope.index() == 0;
+    if reads {
+        shared.read.set(Some(scope.activator_for(info.address.clone())));
+    }
+    let activator = scope.activator_for(info.address.clone());
+    let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
+
+    builder.build(move |mut caps| {
+        let mut cap = caps.pop();
+        let mut reader = None;
+        if reads {
+            let name = input.name();
+            match lines::spawn(input, max_line, sync_activator) {
+                Ok((rx, _thread)) => reader = Some(rx),
+                Err(e) => fatal.set(format!("cannot open {name}: {e}")),
+            }
+        }
+        let mut seq = 0u64;
+        move |_frontiers| {
+            let (Some(c), Some(rx), None) = (cap.as_mut(), &reader, fatal.get()) else {
+                cap = None; // not the reading worker, done, or stopping on an error
+                return;
+            };
+            let w = shared.watermark.get();
+            if *c.time() < w {
+                c.downgrade(&w);
+            }
+            let mut out = output.activate();
+            for _ in 0..CHUNKS_PER_ACTIVATION {
+                let Ok(chunk) = rx.try_recv() else { break };
+                let (offset, body) = match chunk {
+                    Chunk::Lines { offset, data } => (offset, RawBody::Lines(data)),
+                    Chunk::Oversize { offset, len, prefix } => (offset, RawBody::Oversize { len, prefix }),
+                    Chunk::End { .. } => {
+                        cap = None;
+                        return;
+                    }
+                    Chunk::Failed(msg) => {
+                        fatal.set(msg);
+                        cap = None;
+                        return;
+                    }
+                };
+                // Round robin over workers; `sequence` restores the order.
+                out.session(&*c).give(RawChunk { seq, partition: PARTITION, offset, body });
+                seq += 1;
+            }
+            if !rx.is_empty() {
+                activator.activate();
+            }
+        }
+    });
+    stream
+}
+
+/// Decodes chunks wherever they landed, then sends them to worker 0.
+fn decode<'s>(
+    raw: Stream<'s, Micros, Vec<RawChunk>>,
+    limits: Limits,
+    source: String,
+    metrics: Arc<Metrics>,
+) -> Stream<'s, Micros, Vec<DecodedChunk>> {
+    raw.unary(Exchange::new(|c: &RawChunk| c.seq), "Decode", move |_cap, _info| {
+        move |input, output| {
+            input.for_each(|cap, data| {
+                let now = now_micros();
+                let decoded = data.drain(..).map(|c| decode_chunk(c, &limits, &source, now, &metrics));
+                output.session(&cap).give_iterator(decoded);
+            });
+        }
+    })
+}
+
+/// Worker 0: classifies decoded chunks in input order and publishes the
+/// watermark as its capability.
+fn sequence<'s>(
+    decoded: Stream<'s, Micros, Vec<DecodedChunk>>,
+    cfg: &Validated,
+    source: String,
+    live: bool,
+    shared: Shared,
+    metrics: Arc<Metrics>,
+) -> (Windows<'s>, Rejects<'s>) {
+    let scope = decoded.scope();
+    let mut builder = OperatorBuilder::new("Sequence".to_owned(), scope);
+    let info = builder.operator_info();
+    let mut input = builder.new_input(decoded, Exchange::new(|_: &DecodedChunk| 0));
+    let (out_w, windows) = builder.new_output();
+    let (out_r, rejects) = builder.new_output();
+    let mut out_w = OutputBuilder::from(out_w);
+    let mut out_r = OutputBuilder::from(out_r);
+    let activator = scope.activator_for(info.address.clone());
+    let first = scope.index() == 0;
+    let mut ingestor = Ingestor::new(cfg.clock, source, false);
+    if first {
+        ingestor.clock().add_partition(PARTITION, now_micros());
+    }
+
+    builder.build(move |caps| {
+        let mut caps = first.then_some(caps);
+        let mut pending: BTreeMap<u64, DecodedChunk> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut batch = Batch::default();
+        move |frontiers| {
+            input.for_each(|_cap, data| {
+                for chunk in data.drain(..) {
+                    pending.insert(chunk.seq, chunk);
+                }
+            });
+            let Some(cs) = caps.as_mut() else { return };
+            let now = now_micros();
+            let (mut out_w, mut out_r) = (out_w.activate(), out_r.activate());
+            while let Some(chunk) = pending.remove(&next) {
+                next += 1;
+                ingestor.classify(chunk, now, &mut batch);
+                // One session per timely time (pane starts: few distinct values).
+                batch.windows.sort_by_key(|(t, _)| *t);
+                let mut events = batch.windows.drain(..).peekable();
+                while let Some(&(t, _)) = events.peek() {
+                    let cap = cs[0].delayed(&t);
+                    let run = std::iter::from_fn(|| events.next_if(|(u, _)| *u == t).map(|(_, e)| e));
+                    out_w.session(&cap).give_iterator(run);
+                }
+                if !batch.rejects.is_empty() {
+                    out_r.session(&cs[1]).give_iterator(batch.rejects.drain(..));
+                }
+            }
+            ingestor.publish(&metrics);
+            if frontiers[0].is_empty() && pending.is_empty() {
+                ingestor.clock().finish_partition(PARTITION);
+            }
+            match ingestor.clock().advance(now) {
+                Some(w) => {
+                    metrics.observe_watermark(w);
+                    for c in cs.iter_mut() {
+                        if *c.time() < w {
+                            c.downgrade(&w);
+                        }
+                    }
+                    if shared.watermark.get() < w {
+                        shared.watermark.set(w);
+                        if let Some(a) = shared.read.take() {
+                            a.activate();
+                            shared.read.set(Some(a));
+                        }
+                    }
+                    if live {
+                        // Idle partitions are judged by the wall clock: look again soon.
+                        activator.activate_after(Duration::from_secs(1));
+                    }
+                }
+                None => caps = None,
+            }
+        }
+    });
+    (windows, rejects)
+}
