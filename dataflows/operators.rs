@@ -21,7 +21,6 @@ use crate::event::{DeadLetter, Micros};
 use crate::metrics::Metrics;
 use crate::window::engine::{ClosedWindow, WindowEngine, WindowEvent};
 
-
 /// Stable hash of a product id: decides which worker owns its windows.
 pub fn route(product: &str) -> u64 {
     let mut h = fnv::FnvHasher::default();
@@ -40,69 +39,62 @@ pub enum SpeedOut {
 }
 
 /// Per-product sliding-window counts and alert emission.
-pub fn windows<'s>(events: Windows<'s>, cfg: &Validated, with_counts: bool, metrics: Arc<Metrics>) -> Stream<'s, Micros, Vec<SpeedOut>> {
+pub fn windows<'s>(
+    events: Windows<'s>,
+    cfg: &Validated,
+    with_counts: bool,
+    metrics: Arc<Metrics>,
+) -> Stream<'s, Micros, Vec<SpeedOut>> {
     let early = cfg.emit == crate::alert::EmitMode::Early;
     let mut engine = WindowEngine::new(cfg.spec()).track_touched(early);
     let mut emitter = Emitter::new(cfg.rule, cfg.emit);
-    events.unary_frontier(
-        Exchange::new(|e: &WindowEvent| route(&e.product)),
-        "Windows",
-        move |cap, _info| {
-            let mut cap = Some(cap);
-            move |(input, frontier), output| {
-                input.for_each(|_time, data| {
-                    for ev in data.iter() {
-                        engine.on_event(ev);
-                    }
-                });
-                let Some(c) = cap.as_mut() else { return };
-                let f = frontier.frontier().first().copied();
-                // Until the first event, sources publish 0: "no watermark yet".
-                let watermark = f.filter(|w| *w > 0);
-                let now = now_micros();
-                let mut out = Vec::new();
-                if early {
-                    for product in engine.take_touched() {
-                        let open = engine.open_windows(&product);
-                        out.extend(emitter.on_open(&open, watermark, now).into_iter().map(SpeedOut::Alert));
-                    }
+    events.unary_frontier(Exchange::new(|e: &WindowEvent| route(&e.product)), "Windows", move |cap, _info| {
+        let mut cap = Some(cap);
+        move |(input, frontier), output| {
+            input.for_each(|_time, data| {
+                for ev in data.iter() {
+                    engine.on_event(ev);
                 }
-                if !out.is_empty() {
-                    output.session(&*c).give_iterator(out.drain(..));
-                }
-                // Results of a window go out at the window's end time (all
-                // windows closed now end after the capability's time): the
-                // sink then orders by window end whatever worker or
-                // activation closed it, which makes the outputs identical
-                // for any number of workers.
-                let closed = engine.on_frontier(f);
-                metrics.windows_closed.fetch_add(closed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                let alerts = emitter.on_closed(&closed, watermark, now);
-                let mut alerts = alerts.into_iter().peekable();
-                let mut windows = closed.into_iter().filter(|_| with_counts).peekable();
-                loop {
-                    let end = match (alerts.peek(), windows.peek()) {
-                        (Some(a), Some(w)) => a.end_micros.min(w.end),
-                        (Some(a), None) => a.end_micros,
-                        (None, Some(w)) => w.end,
-                        (None, None) => break,
-                    };
-                    let at = c.delayed(&end.max(*c.time()));
-                    let mut session = output.session(&at);
-                    session.give_iterator(std::iter::from_fn(|| alerts.next_if(|a| a.end_micros == end)).map(SpeedOut::Alert));
-                    session.give_iterator(std::iter::from_fn(|| windows.next_if(|w| w.end == end)).map(SpeedOut::Window));
-                }
-                metrics
-                    .engine_anomalies
-                    .fetch_max(engine.anomalies(), std::sync::atomic::Ordering::Relaxed);
-                match f {
-                    Some(f) if f > *c.time() => c.downgrade(&f),
-                    Some(_) => {}
-                    None => cap = None,
+            });
+            let Some(c) = cap.as_mut() else { return };
+            let f = frontier.frontier().first().copied();
+            // Until the first event, sources publish 0: "no watermark yet".
+            let watermark = f.filter(|w| *w > 0);
+            let now = now_micros();
+            let mut out = Vec::new();
+            if early {
+                for product in engine.take_touched() {
+                    let open = engine.open_windows(&product);
+                    out.extend(emitter.on_open(&open, watermark, now).into_iter().map(SpeedOut::Alert));
                 }
             }
-        },
-    )
+            if !out.is_empty() {
+                output.session(&*c).give_iterator(out.drain(..));
+            }
+            // Results of a window go out at the window's end time (all
+            // windows closed now end after the capability's time): the
+            // sink then orders by window end whatever worker or
+            // activation closed it, which makes the outputs identical
+            // for any number of workers.
+            let closed = engine.on_frontier(f);
+            metrics.windows_closed.fetch_add(closed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            for group in closed.chunk_by(|a, b| a.end == b.end) {
+                let end = group[0].end;
+                let at = c.delayed(&end.max(*c.time()));
+                let mut session = output.session(&at);
+                session.give_iterator(emitter.on_closed(group, watermark, now).into_iter().map(SpeedOut::Alert));
+                if with_counts {
+                    session.give_iterator(group.iter().cloned().map(SpeedOut::Window));
+                }
+            }
+            metrics.engine_anomalies.fetch_max(engine.anomalies(), std::sync::atomic::Ordering::Relaxed);
+            match f {
+                Some(f) if f > *c.time() => c.downgrade(&f),
+                Some(_) => {}
+                None => cap = None,
+            }
+        }
+    })
 }
 
 /// Runs `emit` on worker 0 for every record, in timestamp order once the

@@ -70,12 +70,10 @@ pub fn run(job: SpeedJob, timely_config: timely::Config) -> anyhow::Result<()> {
 
 fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
     let first = worker.index() == 0;
-    let alert_sinks = Rc::new(RefCell::new(
-        first.then(|| AlertSinks::build(&job.sinks, job.metrics.clone())).transpose()?,
-    ));
-    let counts_file = Rc::new(RefCell::new(
-        job.sinks.window_counts.as_deref().filter(|_| first).map(JsonlFile::create).transpose()?,
-    ));
+    let alert_sinks =
+        Rc::new(RefCell::new(first.then(|| AlertSinks::build(&job.sinks, job.metrics.clone())).transpose()?));
+    let counts_file =
+        Rc::new(RefCell::new(job.sinks.window_counts.as_deref().filter(|_| first).map(JsonlFile::create).transpose()?));
     let rejects = Rc::new(RefCell::new(first.then(|| RejectFiles::create(&job.sinks)).transpose()?));
     let with_counts = job.sinks.window_counts.is_some();
 
@@ -89,7 +87,8 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
             results,
             "AlertSinks",
             |out: &SpeedOut| match out {
-                SpeedOut::Alert(a) => (a.end_micros, format!("{}\0{}", a.product_id, a.status as u8)),
+                // RFC 3339 UTC strings of one format sort chronologically.
+                SpeedOut::Alert(a) => (0, format!("{}\0{}\0{}", a.window_end, a.product_id, a.status as u8)),
                 SpeedOut::Window(w) => (w.end, w.product.to_string()),
             },
             move |batch| {

@@ -13,7 +13,11 @@ use crate::alert::EmitMode;
 use crate::config::parse_duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "clickwatch", version, about = "Real-time clickstream pipeline: flash-sale alerts, Parquet archive, daily batch reports")]
+#[command(
+    name = "clickwatch",
+    version,
+    about = "Real-time clickstream pipeline: flash-sale alerts, Parquet archive, daily batch reports"
+)]
 pub struct Cli {
     /// Log level for stderr logs (error, warn, info, debug, trace); RUST_LOG overrides.
     #[arg(long, global = true, default_value = "warn", env = "CLICKWATCH_LOG")]

@@ -31,10 +31,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        message: message.into(),
-    }
+    ConfigError::Invalid { key, message: message.into() }
 }
 
 /// More panes per window than this would make every event update touch
@@ -76,11 +73,7 @@ pub struct AlertSection {
 impl Default for AlertSection {
     fn default() -> Self {
         let r = FlashSaleRule::default();
-        AlertSection {
-            min_views: r.min_views,
-            max_purchases: r.max_purchases,
-            emit: EmitMode::OnClose,
-        }
+        AlertSection { min_views: r.min_views, max_purchases: r.max_purchases, emit: EmitMode::OnClose }
     }
 }
 
@@ -94,10 +87,7 @@ pub struct InputSection {
 
 impl Default for InputSection {
     fn default() -> Self {
-        InputSection {
-            max_event_bytes: 1 << 20,
-            max_future_skew: Duration::from_secs(300),
-        }
+        InputSection { max_event_bytes: 1 << 20, max_future_skew: Duration::from_secs(300) }
     }
 }
 
@@ -153,10 +143,8 @@ impl StreamConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::from_toml_str(&text, path)
     }
 
@@ -184,10 +172,7 @@ impl StreamConfig {
             )
         })?;
         if length / slide > MAX_PANES {
-            return Err(invalid(
-                "window.slide",
-                format!("window.length / window.slide must be at most {MAX_PANES}"),
-            ));
+            return Err(invalid("window.slide", format!("window.length / window.slide must be at most {MAX_PANES}")));
         }
         if self.alert.max_purchases == 0 {
             return Err(invalid("alert.max_purchases", "must be at least 1 (the rule is purchases < max_purchases)"));
@@ -199,15 +184,8 @@ impl StreamConfig {
             hook.validate()?;
         }
         Ok(Validated {
-            clock: ClockConfig {
-                spec,
-                delay: micros(w.watermark_delay),
-                idle_timeout: micros(w.idle_timeout),
-            },
-            rule: FlashSaleRule {
-                min_views: self.alert.min_views,
-                max_purchases: self.alert.max_purchases,
-            },
+            clock: ClockConfig { spec, delay: micros(w.watermark_delay), idle_timeout: micros(w.idle_timeout) },
+            rule: FlashSaleRule { min_views: self.alert.min_views, max_purchases: self.alert.max_purchases },
             emit: self.alert.emit,
             limits: Limits {
                 max_event_bytes: self.input.max_event_bytes,

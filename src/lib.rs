@@ -2,17 +2,17 @@
 //! differential dataflow. See `../shared/SPEC.md` for the contract and the
 //! README for how to run it.
 
-pub mod event;
-pub mod window;
 pub mod alert;
 pub mod config;
+pub mod event;
 pub mod metrics;
 pub mod sinks;
 pub mod sources;
+pub mod window;
 
-#[path = "../dataflows/mod.rs"]
-pub mod dataflows;
 pub mod cli;
 pub mod commands;
+#[path = "../dataflows/mod.rs"]
+pub mod dataflows;
 pub mod generate;
 pub mod progress;

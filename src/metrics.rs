@@ -69,11 +69,7 @@ impl Metrics {
 
     /// Refused inputs, not counting late events (which are valid).
     pub fn refused(&self) -> u64 {
-        Reason::ALL
-            .iter()
-            .filter(|r| !matches!(r, Reason::Late | Reason::LateAfterIdle))
-            .map(|r| self.dead(*r))
-            .sum()
+        Reason::ALL.iter().filter(|r| !matches!(r, Reason::Late | Reason::LateAfterIdle)).map(|r| self.dead(*r)).sum()
     }
 
     pub fn late(&self) -> u64 {

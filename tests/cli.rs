@@ -140,11 +140,7 @@ fn bad_configuration_exits_2_naming_the_key() {
         .code(2)
         .stderr(predicate::str::contains("silde"));
     clickwatch().args(["stream", "--bogus-flag"]).assert().code(2);
-    clickwatch()
-        .args(["stream", "--emit", "sometimes", "--input"])
-        .arg(&input)
-        .assert()
-        .code(2);
+    clickwatch().args(["stream", "--emit", "sometimes", "--input"]).arg(&input).assert().code(2);
 }
 
 #[test]
@@ -221,4 +217,55 @@ fn generate_is_deterministic_and_validates() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("late"));
+}
+
+#[test]
+fn two_process_cluster_matches_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = generate(tmp.path(), &["--jitter", "1m", "--late-share", "0.005"]);
+    let single = tmp.path().join("single");
+    stream(&input, &single, 1, &[]);
+
+    let ports: Vec<u16> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+    let hosts = tmp.path().join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1])).unwrap();
+    let cluster = tmp.path().join("cluster");
+    let spawn = |p: usize| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("clickwatch"))
+            .arg("stream")
+            .arg("--input")
+            .arg(&input)
+            .arg("--alerts-file")
+            .arg(cluster.join("alerts.jsonl"))
+            .arg("--window-counts")
+            .arg(cluster.join("windows.jsonl"))
+            .arg("--dead-letter")
+            .arg(cluster.join("dead.jsonl"))
+            .args(["--no-console", "-w", "2", "-n", "2", "-p", &p.to_string(), "-h"])
+            .arg(&hosts)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn cluster process")
+    };
+    let procs = [spawn(0), spawn(1)];
+    for child in procs {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for (file, drop) in [("alerts.jsonl", &["emitted_at", "watermark"][..]), ("windows.jsonl", &[][..])] {
+        let a = lines_without(&single.join(file), drop);
+        assert!(!a.is_empty());
+        assert_eq!(a, lines_without(&cluster.join(file), drop), "{file}");
+    }
+}
+
+#[test]
+fn generate_rate_limits_output() {
+    let started = std::time::Instant::now();
+    let out = clickwatch().args(["generate", "--events", "600", "--rate", "1000"]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.iter().filter(|b| **b == b'\n').count(), 600);
+    // 600 lines at 1000/s cannot take less than ~0.5 s if the limit works.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(450), "{:?}", started.elapsed());
 }

@@ -62,14 +62,24 @@ fn model(events: &[Event], spec: WindowSpec, delay: Micros) -> BTreeMap<Key, Cou
 }
 
 /// The engine as the dataflow runs it.
-fn system(events: &[Event], spec: WindowSpec, delay: Micros, engines: usize, advance_every: usize, hold: usize) -> BTreeMap<Key, Counts> {
+fn system(
+    events: &[Event],
+    spec: WindowSpec,
+    delay: Micros,
+    engines: usize,
+    advance_every: usize,
+    hold: usize,
+) -> BTreeMap<Key, Counts> {
     let cfg = ClockConfig { spec, delay, idle_timeout: Micros::MAX / 4 };
     let mut clock = SourceClock::new(cfg);
     clock.add_partition(0, 0);
     let mut engines: Vec<WindowEngine> = (0..engines).map(|_| WindowEngine::new(spec)).collect();
     let mut in_flight: Vec<(Micros, usize, WindowEvent)> = Vec::new();
     let mut closed = Vec::new();
-    let mut deliver = |in_flight: &mut Vec<(Micros, usize, WindowEvent)>, engines: &mut Vec<WindowEngine>, frontier: Option<Micros>, keep: usize| {
+    let mut deliver = |in_flight: &mut Vec<(Micros, usize, WindowEvent)>,
+                       engines: &mut Vec<WindowEngine>,
+                       frontier: Option<Micros>,
+                       keep: usize| {
         // Messages at times < frontier must all be delivered before the
         // frontier is; others may wait (up to `keep` of them), in any order.
         in_flight.reverse();
@@ -92,7 +102,13 @@ fn system(events: &[Event], spec: WindowSpec, delay: Micros, engines: usize, adv
         if let Fate::Counted { skip } = clock.on_event(0, e, 0) {
             let t = spec.pane_of(e.time).max(floor);
             let owner = e.product_id.as_bytes().iter().map(|b| *b as usize).sum::<usize>() % engines.len();
-            let ev = WindowEvent { product: e.product_id.clone(), category: e.category.clone(), kind: e.kind, time: e.time, skip };
+            let ev = WindowEvent {
+                product: e.product_id.clone(),
+                category: e.category.clone(),
+                kind: e.kind,
+                time: e.time,
+                skip,
+            };
             in_flight.push((t, owner, ev));
         }
         if n % advance_every == advance_every - 1 {

@@ -30,10 +30,7 @@ pub struct FlashSaleRule {
 
 impl Default for FlashSaleRule {
     fn default() -> Self {
-        FlashSaleRule {
-            min_views: 100,
-            max_purchases: 5,
-        }
+        FlashSaleRule { min_views: 100, max_purchases: 5 }
     }
 }
 
@@ -114,9 +111,6 @@ pub struct Alert {
     /// it may differ between runs on the same input.
     pub watermark: Option<String>,
     pub emitted_at: String,
-    /// Window end in micros: orders alerts, not serialized.
-    #[serde(skip)]
-    pub end_micros: Micros,
 }
 
 /// Deterministic id of (rule, product, window start): FNV-1a 64 over the
@@ -140,12 +134,7 @@ pub fn conversion_rate(purchases: u64, views: u64) -> f64 {
 }
 
 impl Alert {
-    pub fn new(
-        status: AlertStatus,
-        w: &ClosedWindow,
-        watermark: Option<Micros>,
-        emitted_at: Micros,
-    ) -> Alert {
+    pub fn new(status: AlertStatus, w: &ClosedWindow, watermark: Option<Micros>, emitted_at: Micros) -> Alert {
         let c = &w.counts;
         Alert {
             alert_id: alert_id(FLASH_SALE, &w.product, w.start),
@@ -162,7 +151,6 @@ impl Alert {
             suggestion: suggestion(w),
             watermark: watermark.map(format_rfc3339),
             emitted_at: format_rfc3339(emitted_at),
-            end_micros: w.end,
         }
     }
 
@@ -191,11 +179,7 @@ pub struct Emitter {
 
 impl Emitter {
     pub fn new(rule: FlashSaleRule, mode: EmitMode) -> Self {
-        Emitter {
-            rule,
-            mode,
-            provisional: FxHashSet::default(),
-        }
+        Emitter { rule, mode, provisional: FxHashSet::default() }
     }
 
     pub fn mode(&self) -> EmitMode {
@@ -207,7 +191,8 @@ impl Emitter {
         let mut out = Vec::new();
         for w in closed {
             let holds = self.rule.holds(w);
-            let was_provisional = self.mode == EmitMode::Early && self.provisional.remove(&(w.product.clone(), w.start));
+            let was_provisional =
+                self.mode == EmitMode::Early && self.provisional.remove(&(w.product.clone(), w.start));
             let status = match (holds, was_provisional) {
                 (true, _) => AlertStatus::Final,
                 (false, true) => AlertStatus::Withdrawn,

@@ -35,23 +35,13 @@ pub fn timely_config(args: &ClusterArgs) -> Result<timely::Config, ConfigError> 
             zerocopy: false,
         }
     };
-    Ok(timely::Config {
-        communication,
-        worker: timely::WorkerConfig::default(),
-    })
+    Ok(timely::Config { communication, worker: timely::WorkerConfig::default() })
 }
 
 fn read_hostfile(path: &Path, processes: usize) -> Result<Vec<String>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let hosts: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let hosts: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
     if hosts.len() < processes {
         return Err(invalid(
             "hostfile",

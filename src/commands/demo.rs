@@ -48,12 +48,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     config.sinks.dead_letter = out.join("dead-letters.jsonl");
     config.sinks.late_file = Some(out.join("late-events.jsonl"));
     config.sinks.window_counts = Some(out.join("window-counts.jsonl"));
-    let cluster = ClusterArgs {
-        workers: args.workers,
-        processes: 1,
-        process: 0,
-        hostfile: None,
-    };
+    let cluster = ClusterArgs { workers: args.workers, processes: 1, process: 0, hostfile: None };
     let t = Instant::now();
     let metrics = stream::execute(&config, LineInput::File(events.clone()), &cluster)?;
     let secs = t.elapsed().as_secs_f64();
@@ -83,7 +78,10 @@ fn read_alerts(path: &Path) -> anyhow::Result<Vec<Alert>> {
 
 fn print_alert_table(alerts: &[Alert]) {
     println!("\ndemo: {} flash-sale alerts; the 10 with most views:", alerts.len());
-    println!("  {:<10} {:<12} {:<22} {:>6} {:>6} {:>9} {:>6}", "product", "category", "window start", "views", "carts", "purchases", "conv%");
+    println!(
+        "  {:<10} {:<12} {:<22} {:>6} {:>6} {:>9} {:>6}",
+        "product", "category", "window start", "views", "carts", "purchases", "conv%"
+    );
     let mut top: Vec<&Alert> = alerts.iter().collect();
     top.sort_by(|a, b| b.views.cmp(&a.views).then(a.window_start.cmp(&b.window_start)));
     for a in top.iter().take(10) {

@@ -55,7 +55,8 @@ pub fn write(cfg: &GenerateConfig, path: &str) -> anyhow::Result<GenerateStats> 
         }
         let f = File::create(path).with_context(|| format!("creating {path}"))?;
         let mut out = BufWriter::with_capacity(1 << 20, f);
-        let stats = generate::generate(cfg, &mut out, &mut |n| progress.set(n)).with_context(|| format!("writing {path}"))?;
+        let stats =
+            generate::generate(cfg, &mut out, &mut |n| progress.set(n)).with_context(|| format!("writing {path}"))?;
         out.flush().with_context(|| format!("writing {path}"))?;
         stats
     };

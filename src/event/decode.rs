@@ -28,10 +28,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_event_bytes: 1 << 20,
-            max_future_skew: None,
-        }
+        Limits { max_event_bytes: 1 << 20, max_future_skew: None }
     }
 }
 
@@ -45,10 +42,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(reason: Reason, detail: impl Into<String>) -> Self {
-        DecodeError {
-            reason,
-            detail: detail.into(),
-        }
+        DecodeError { reason, detail: detail.into() }
     }
 }
 
@@ -76,9 +70,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawTime<'a> {
                 Ok(RawTime::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v)
-                    .map(RawTime::Int)
-                    .map_err(|_| E::custom("epoch millis out of range"))
+                i64::try_from(v).map(RawTime::Int).map_err(|_| E::custom("epoch millis out of range"))
             }
         }
         d.deserialize_any(V)
@@ -140,9 +132,7 @@ fn classify_json_error(bytes: &[u8], err: serde_json::Error) -> DecodeError {
                 DecodeError::new(Reason::InvalidField, err.to_string())
             }
         }
-        Category::Syntax | Category::Eof | Category::Io => {
-            DecodeError::new(Reason::NotJson, err.to_string())
-        }
+        Category::Syntax | Category::Eof | Category::Io => DecodeError::new(Reason::NotJson, err.to_string()),
     }
 }
 
@@ -160,9 +150,7 @@ pub fn decode(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, Decod
 
     let user_id = required_id(raw.user_id, "user_id")?;
     let product_id = required_id(raw.product_id, "product_id")?;
-    let event_type = raw
-        .event_type
-        .ok_or_else(|| DecodeError::new(Reason::MissingField, "missing event_type"))?;
+    let event_type = raw.event_type.ok_or_else(|| DecodeError::new(Reason::MissingField, "missing event_type"))?;
     if event_type.is_empty() {
         return Err(DecodeError::new(Reason::InvalidField, "event_type is empty"));
     }
@@ -213,7 +201,9 @@ mod tests {
 
     #[test]
     fn full_event() {
-        let e = ok(r#"{"event_id":"e1","user_id":"u1","product_id":"p1","event_type":"purchase","timestamp":"2026-11-24T10:00:00.123456+00:00","category":"books","session_id":"s1","price":9.5,"quantity":2,"extra":{"a":[1]}}"#);
+        let e = ok(
+            r#"{"event_id":"e1","user_id":"u1","product_id":"p1","event_type":"purchase","timestamp":"2026-11-24T10:00:00.123456+00:00","category":"books","session_id":"s1","price":9.5,"quantity":2,"extra":{"a":[1]}}"#,
+        );
         assert_eq!(e.event_id.as_deref(), Some("e1"));
         assert_eq!(e.kind, EventKind::Purchase);
         assert_eq!(e.category, "books");
@@ -224,12 +214,15 @@ mod tests {
 
     #[test]
     fn defaults_and_other_types() {
-        let e = ok(r#"{"user_id":"u","product_id":"p","event_type":"wishlist","timestamp":1764064800000,"category":""}"#);
+        let e =
+            ok(r#"{"user_id":"u","product_id":"p","event_type":"wishlist","timestamp":1764064800000,"category":""}"#);
         assert_eq!(e.kind, EventKind::Other);
         assert_eq!(e.event_type, "wishlist");
         assert_eq!(e.category, UNKNOWN_CATEGORY);
         assert_eq!(e.event_id, None);
-        let e = ok(r#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":"2026-01-01T00:00:00","category":null}"#);
+        let e = ok(
+            r#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":"2026-01-01T00:00:00","category":null}"#,
+        );
         assert_eq!(e.category, UNKNOWN_CATEGORY);
     }
 
@@ -249,12 +242,27 @@ mod tests {
         assert_eq!(reason(b"42"), Reason::NotObject);
         assert_eq!(reason(br#"{"product_id":"p","event_type":"view","timestamp":0}"#), Reason::MissingField);
         assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view"}"#), Reason::MissingField);
-        assert_eq!(reason(br#"{"user_id":"u","product_id":5,"event_type":"view","timestamp":0}"#), Reason::InvalidField);
-        assert_eq!(reason(br#"{"user_id":"","product_id":"p","event_type":"view","timestamp":0}"#), Reason::InvalidField);
+        assert_eq!(
+            reason(br#"{"user_id":"u","product_id":5,"event_type":"view","timestamp":0}"#),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(br#"{"user_id":"","product_id":"p","event_type":"view","timestamp":0}"#),
+            Reason::InvalidField
+        );
         assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"","timestamp":0}"#), Reason::InvalidField);
-        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":"yesterday"}"#), Reason::BadTimestamp);
-        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":1.5}"#), Reason::InvalidField);
-        assert_eq!(reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":0,"price":"x"}"#), Reason::InvalidField);
+        assert_eq!(
+            reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":"yesterday"}"#),
+            Reason::BadTimestamp
+        );
+        assert_eq!(
+            reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":1.5}"#),
+            Reason::InvalidField
+        );
+        assert_eq!(
+            reason(br#"{"user_id":"u","product_id":"p","event_type":"view","timestamp":0,"price":"x"}"#),
+            Reason::InvalidField
+        );
         let long = format!(r#"{{"user_id":"{}","product_id":"p","event_type":"view","timestamp":0}}"#, "u".repeat(129));
         assert_eq!(reason(long.as_bytes()), Reason::InvalidField);
     }

@@ -19,16 +19,13 @@ pub struct TimestampError(pub String);
 
 /// Parses the string form of a timestamp into UTC microseconds.
 pub fn parse_str(s: &str) -> Result<Micros, TimestampError> {
-    let t = parse_iso(s.as_bytes())
-        .ok_or_else(|| TimestampError(format!("unparseable timestamp {s:?}")))?;
+    let t = parse_iso(s.as_bytes()).ok_or_else(|| TimestampError(format!("unparseable timestamp {s:?}")))?;
     check_range(t)
 }
 
 /// Parses an integer timestamp: epoch milliseconds.
 pub fn from_epoch_millis(ms: i64) -> Result<Micros, TimestampError> {
-    let t = ms
-        .checked_mul(1000)
-        .ok_or_else(|| TimestampError(format!("epoch millis {ms} out of range")))?;
+    let t = ms.checked_mul(1000).ok_or_else(|| TimestampError(format!("epoch millis {ms} out of range")))?;
     check_range(t)
 }
 
@@ -89,8 +86,7 @@ fn parse_iso(b: &[u8]) -> Option<Micros> {
     let (h, mi, s) = (digits(b, 11, 2)?, digits(b, 14, 2)?, digits(b, 17, 2)?);
     // A leap second (:60) is accepted as RFC 3339 allows and lands on the
     // next second, which is what the arithmetic below does naturally.
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60
-    {
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     let mut i = 19;

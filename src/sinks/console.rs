@@ -49,7 +49,14 @@ mod tests {
             counts: Counts { views: 150, carts: 3, purchases: 2, other: 0, total: 155 },
         };
         let text = render(&Alert::new(AlertStatus::Final, &w, None, 0));
-        for needle in ["FLASH SALE ALERT", "Product ID: p7", "Views: 150", "Purchases: 2", "Conversion Rate: 1.33%", "Suggestion: "] {
+        for needle in [
+            "FLASH SALE ALERT",
+            "Product ID: p7",
+            "Views: 150",
+            "Purchases: 2",
+            "Conversion Rate: 1.33%",
+            "Suggestion: ",
+        ] {
             assert!(text.contains(needle), "{needle} missing in\n{text}");
         }
     }

@@ -24,11 +24,7 @@ impl JsonlFile {
             std::fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         }
         let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(JsonlFile {
-            path: path.to_owned(),
-            out: BufWriter::with_capacity(1 << 16, f),
-            lines: 0,
-        })
+        Ok(JsonlFile { path: path.to_owned(), out: BufWriter::with_capacity(1 << 16, f), lines: 0 })
     }
 
     /// Appends one line; `line` must not contain a newline.
@@ -57,10 +53,7 @@ impl JsonlFile {
     /// Flushes and fsyncs, keeping the file open.
     pub fn sync(&mut self) -> anyhow::Result<()> {
         self.flush()?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .with_context(|| format!("syncing {}", self.path.display()))
+        self.out.get_ref().sync_all().with_context(|| format!("syncing {}", self.path.display()))
     }
 
     /// Flushes and fsyncs.

@@ -30,11 +30,7 @@ impl AlertSinks {
         Ok(AlertSinks {
             console: cfg.console,
             file: cfg.alerts_file.as_deref().map(JsonlFile::create).transpose()?,
-            webhook: cfg
-                .webhook
-                .as_ref()
-                .map(|w| WebhookSink::start(w, metrics.clone()))
-                .transpose()?,
+            webhook: cfg.webhook.as_ref().map(|w| WebhookSink::start(w, metrics.clone())).transpose()?,
             metrics,
         })
     }

@@ -77,10 +77,7 @@ impl WebhookConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, message: &str| ConfigError::Invalid {
-            key,
-            message: message.to_string(),
-        };
+        let bad = |key, message: &str| ConfigError::Invalid { key, message: message.to_string() };
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Err(bad("sinks.webhook.url", "must start with http:// or https://"));
         }
@@ -114,25 +111,13 @@ impl WebhookSink {
         let shutdown_at = Arc::new(std::sync::Mutex::new(None));
         let worker = Delivery {
             cfg: cfg.clone(),
-            agent: ureq::Agent::config_builder()
-                .timeout_global(Some(cfg.timeout))
-                .build()
-                .into(),
+            agent: ureq::Agent::config_builder().timeout_global(Some(cfg.timeout)).build().into(),
             spill: spill.clone(),
             metrics: metrics.clone(),
             shutdown_at: shutdown_at.clone(),
         };
-        let thread = std::thread::Builder::new()
-            .name("webhook".into())
-            .spawn(move || worker.run(rx))?;
-        Ok(WebhookSink {
-            tx: Some(tx),
-            spill,
-            metrics,
-            thread: Some(thread),
-            shutdown_at,
-            grace: cfg.shutdown_grace,
-        })
+        let thread = std::thread::Builder::new().name("webhook".into()).spawn(move || worker.run(rx))?;
+        Ok(WebhookSink { tx: Some(tx), spill, metrics, thread: Some(thread), shutdown_at, grace: cfg.shutdown_grace })
     }
 
     /// Queues one alert (a JSON line); never blocks.
@@ -209,7 +194,11 @@ impl Delivery {
                         attempt += 1;
                     }
                     Err(e) => {
-                        log::error!("webhook {}: {e}; alert spilled to {}", self.cfg.url, self.cfg.spill_file.display());
+                        log::error!(
+                            "webhook {}: {e}; alert spilled to {}",
+                            self.cfg.url,
+                            self.cfg.spill_file.display()
+                        );
                         spill(&self.spill, &self.metrics, &json);
                         break;
                     }

@@ -297,7 +297,12 @@ mod tests {
     #[test]
     fn oversize_lines_become_dead_letters() {
         let m = Metrics::default();
-        let raw = RawChunk { seq: 3, partition: 0, offset: 7, body: RawBody::Oversize { len: 5000, prefix: b"{\"a".to_vec() } };
+        let raw = RawChunk {
+            seq: 3,
+            partition: 0,
+            offset: 7,
+            body: RawBody::Oversize { len: 5000, prefix: b"{\"a".to_vec() },
+        };
         let d = decode_chunk(raw, &Limits::default(), "stdin", 0, &m);
         assert_eq!(d.seq, 3);
         assert_eq!(d.rejects.len(), 1);

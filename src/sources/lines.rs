@@ -81,19 +81,13 @@ pub fn spawn(
         LineInput::Stdin => Box::new(io::stdin()),
     };
     let (tx, rx) = bounded(8);
-    let handle = std::thread::Builder::new()
-        .name("line-reader".into())
-        .spawn(move || {
-            let mut r = Reader {
-                tx,
-                activator,
-                max_line,
-            };
-            if let Err(e) = r.run(reader) {
-                let _ = r.tx.send(Chunk::Failed(format!("reading {}: {e}", input.name())));
-                let _ = r.activator.activate();
-            }
-        })?;
+    let handle = std::thread::Builder::new().name("line-reader".into()).spawn(move || {
+        let mut r = Reader { tx, activator, max_line };
+        if let Err(e) = r.run(reader) {
+            let _ = r.tx.send(Chunk::Failed(format!("reading {}: {e}", input.name())));
+            let _ = r.activator.activate();
+        }
+    })?;
     Ok((rx, handle))
 }
 
@@ -114,7 +108,7 @@ impl Reader {
     fn run(&mut self, mut input: Box<dyn Read + Send>) -> io::Result<()> {
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
         let mut offset = 0u64; // input offset of buf[0]
-        // While skipping an oversized line: (its offset, bytes so far, prefix).
+                               // While skipping an oversized line: (its offset, bytes so far, prefix).
         let mut skipping: Option<(u64, u64, Vec<u8>)> = None;
         loop {
             let start = buf.len();
@@ -159,11 +153,7 @@ impl Reader {
             }
 
             // Send everything up to the last newline (or all of it at EOF).
-            let cut = if eof {
-                buf.len()
-            } else {
-                memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
-            };
+            let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
             if cut > 0 {
                 let rest = buf.split_off(cut);
                 let data = std::mem::replace(&mut buf, rest);

@@ -126,11 +126,7 @@ pub struct SourceClock {
 
 impl SourceClock {
     pub fn new(cfg: ClockConfig) -> Self {
-        SourceClock {
-            cfg,
-            partitions: FxHashMap::default(),
-            published: 0,
-        }
+        SourceClock { cfg, partitions: FxHashMap::default(), published: 0 }
     }
 
     pub fn config(&self) -> &ClockConfig {
@@ -140,10 +136,9 @@ impl SourceClock {
     /// Registers a partition; it holds the watermark back until it delivers
     /// events or goes idle. `now` starts its idle timer.
     pub fn add_partition(&mut self, partition: u32, now: Micros) {
-        self.partitions.entry(partition).or_insert_with(|| PartitionClock {
-            last_event_wall: now,
-            ..PartitionClock::default()
-        });
+        self.partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionClock { last_event_wall: now, ..PartitionClock::default() });
     }
 
     /// A bounded partition has ended: it holds nothing back any more.
@@ -158,10 +153,7 @@ impl SourceClock {
     pub fn on_event(&mut self, partition: u32, ev: &Event, now: Micros) -> Fate {
         let floor = self.published;
         let cfg = self.cfg;
-        self.partitions
-            .entry(partition)
-            .or_default()
-            .on_event(&cfg, ev, floor, now)
+        self.partitions.entry(partition).or_default().on_event(&cfg, ev, floor, now)
     }
 
     /// The published watermark: min over active partitions of W_p (idle
@@ -200,11 +192,7 @@ mod tests {
     const T0: Micros = 1_000 * 60 * MIN; // a multiple of every window size used
 
     fn cfg() -> ClockConfig {
-        ClockConfig {
-            spec: WindowSpec::new(10 * MIN, 5 * MIN).unwrap(),
-            delay: 2 * MIN,
-            idle_timeout: 30_000_000,
-        }
+        ClockConfig { spec: WindowSpec::new(10 * MIN, 5 * MIN).unwrap(), delay: 2 * MIN, idle_timeout: 30_000_000 }
     }
 
     fn ev(t: Micros, id: Option<&str>) -> Event {
@@ -242,10 +230,7 @@ mod tests {
         let mut p = PartitionClock::default();
         p.on_event(&c, &ev(T0, None), 0, 0);
         // Own W_p = T0-2m, but the worker already published T0+30m.
-        assert_eq!(
-            p.on_event(&c, &ev(T0 + MIN, None), T0 + 30 * MIN, 0),
-            Fate::Late(Reason::LateAfterIdle)
-        );
+        assert_eq!(p.on_event(&c, &ev(T0 + MIN, None), T0 + 30 * MIN, 0), Fate::Late(Reason::LateAfterIdle));
     }
 
     #[test]
@@ -271,7 +256,7 @@ mod tests {
         assert_eq!(s.advance(1), Some(0));
         s.on_event(1, &ev(T0 + 9 * MIN, None), 1);
         assert_eq!(s.advance(1), Some(T0 + 5 * MIN)); // min(18m, 7m) quantized
-        // Partition 1 goes idle: partition 0 alone decides.
+                                                      // Partition 1 goes idle: partition 0 alone decides.
         s.on_event(0, &ev(T0 + 21 * MIN, None), 40_000_000);
         assert_eq!(s.advance(40_000_000), Some(T0 + 15 * MIN));
         // Partition 1 wakes up behind: W never goes backwards and its old

@@ -125,12 +125,7 @@ impl WindowEngine {
             Some(i) => &mut cells[i],
             None => {
                 *self.panes.entry(pane).or_insert(0) += 1;
-                cells.push(Cell {
-                    pane,
-                    skip,
-                    counts: Counts::default(),
-                    latest: (ev.time, ev.category.clone()),
-                });
+                cells.push(Cell { pane, skip, counts: Counts::default(), latest: (ev.time, ev.category.clone()) });
                 // Just pushed, so the vector is not empty.
                 cells.last_mut().expect("cell just pushed")
             }
@@ -171,10 +166,7 @@ impl WindowEngine {
         let f = frontier.unwrap_or(Micros::MAX);
         let mut out = Vec::new();
         while let Some((&first_pane, _)) = self.panes.first_key_value() {
-            let end = self
-                .closed_through
-                .saturating_add(self.spec.slide())
-                .max(first_pane + self.spec.slide());
+            let end = self.closed_through.saturating_add(self.spec.slide()).max(first_pane + self.spec.slide());
             if end > f {
                 break;
             }
@@ -193,13 +185,7 @@ impl WindowEngine {
         let mut products = std::mem::take(&mut self.products);
         products.retain(|product, cells| {
             if let Some((counts, category)) = Self::sum(&self.spec, cells, end) {
-                out.push(ClosedWindow {
-                    product: product.clone(),
-                    category,
-                    start,
-                    end,
-                    counts,
-                });
+                out.push(ClosedWindow { product: product.clone(), category, start, end, counts });
             }
             // A pane's last window ends at pane + L.
             cells.retain(|c| {

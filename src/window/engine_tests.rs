@@ -11,19 +11,11 @@ fn sliding() -> WindowEngine {
 }
 
 fn ev(product: &str, kind: EventKind, t: Micros, skip: u32) -> WindowEvent {
-    WindowEvent {
-        product: product.into(),
-        category: "cat".into(),
-        kind,
-        time: t,
-        skip,
-    }
+    WindowEvent { product: product.into(), category: "cat".into(), kind, time: t, skip }
 }
 
 fn summary(ws: &[ClosedWindow]) -> Vec<(String, Micros, Micros, u64)> {
-    ws.iter()
-        .map(|w| (w.product.to_string(), (w.start - T0) / MIN, (w.end - T0) / MIN, w.counts.total))
-        .collect()
+    ws.iter().map(|w| (w.product.to_string(), (w.start - T0) / MIN, (w.end - T0) / MIN, w.counts.total)).collect()
 }
 
 #[test]
@@ -53,10 +45,7 @@ fn tumbling_when_length_equals_slide() {
         e.on_event(&ev("p", EventKind::View, T0 + t * MIN, 0));
     }
     let out = e.on_frontier(None);
-    assert_eq!(
-        summary(&out),
-        vec![("p".into(), 0, 5, 2), ("p".into(), 5, 10, 2), ("p".into(), 10, 15, 1)]
-    );
+    assert_eq!(summary(&out), vec![("p".into(), 0, 5, 2), ("p".into(), 5, 10, 2), ("p".into(), 10, 15, 1)]);
 }
 
 #[test]
