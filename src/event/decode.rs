@@ -145,7 +145,15 @@ pub fn decode(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, Decod
             format!("{} bytes exceeds max_event_bytes = {}", bytes.len(), limits.max_event_bytes),
         ));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| DecodeError::new(Reason::NotUtf8, e.to_string()))?;
+    // SIMD validation on the hot path; std's slower check only to explain a failure.
+    let text = match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(_) => {
+            let detail =
+                std::str::from_utf8(bytes).err().map_or_else(|| "invalid UTF-8".to_string(), |e| e.to_string());
+            return Err(DecodeError::new(Reason::NotUtf8, detail));
+        }
+    };
     let raw: RawEvent = serde_json::from_str(text).map_err(|e| classify_json_error(bytes, e))?;
 
     let user_id = required_id(raw.user_id, "user_id")?;

@@ -11,11 +11,10 @@
 //! frontier). All functions take the wall clock as an argument so the idle
 //! rules are tested without sleeping.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 
-use compact_str::CompactString;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
+use xxhash_rust::xxh3::xxh3_128;
 
 use super::WindowSpec;
 use crate::event::{Event, Micros, Reason};
@@ -55,8 +54,13 @@ impl ClockConfig {
 pub struct PartitionClock {
     max_time: Option<Micros>,
     last_event_wall: Micros,
-    seen: FxHashSet<CompactString>,
-    expiry: BinaryHeap<Reverse<(Micros, CompactString)>>,
+    /// 128-bit hash of each remembered `event_id` → event time of the copy
+    /// that counted. A 128-bit hash makes a false "duplicate" (two ids with
+    /// one hash) practically impossible while keeping entries small.
+    seen: FxHashMap<u128, Micros>,
+    /// The same hashes bucketed by pane of that time, to forget them in
+    /// bulk once the horizon has passed the whole pane.
+    buckets: BTreeMap<Micros, Vec<u128>>,
 }
 
 impl PartitionClock {
@@ -76,11 +80,20 @@ impl PartitionClock {
     pub fn on_event(&mut self, cfg: &ClockConfig, ev: &Event, floor: Micros, now: Micros) -> Fate {
         self.last_event_wall = now;
         if let Some(id) = &ev.event_id {
-            if self.seen.contains(id) {
+            let h = xxh3_128(id.as_bytes());
+            // Exact even though buckets expire lazily: a remembered copy
+            // older than the horizon no longer counts.
+            let horizon = self.horizon(cfg);
+            if self.seen.get(&h).is_some_and(|t| *t >= horizon) {
                 return Fate::Duplicate;
             }
-            self.seen.insert(id.clone());
-            self.expiry.push(Reverse((ev.time, id.clone())));
+            self.seen.insert(h, ev.time);
+            let pane = cfg.spec.pane_of(ev.time);
+            match self.buckets.last_entry() {
+                // Nearly every event lands in the newest pane.
+                Some(mut last) if *last.key() == pane => last.get_mut().push(h),
+                _ => self.buckets.entry(pane).or_default().push(h),
+            }
         }
         let own = self.watermark(cfg).unwrap_or(Micros::MIN);
         let panes = cfg.spec.panes();
@@ -97,15 +110,21 @@ impl PartitionClock {
         }
     }
 
+    /// Ids first seen before this time are forgotten: max time − (L + D).
+    fn horizon(&self, cfg: &ClockConfig) -> Micros {
+        self.max_time.map_or(Micros::MIN, |m| m.saturating_sub(cfg.dedup_horizon()))
+    }
+
     fn expire(&mut self, cfg: &ClockConfig) {
-        let Some(max) = self.max_time else { return };
-        let horizon = max.saturating_sub(cfg.dedup_horizon());
-        while let Some(Reverse((t, _))) = self.expiry.peek() {
-            if *t >= horizon {
-                break;
+        let horizon = self.horizon(cfg);
+        while let Some(entry) = self.buckets.first_entry() {
+            if *entry.key() + cfg.spec.slide() > horizon {
+                break; // the pane still holds times inside the horizon
             }
-            if let Some(Reverse((_, id))) = self.expiry.pop() {
-                self.seen.remove(&id);
+            for h in entry.remove() {
+                if self.seen.get(&h).is_some_and(|t| *t < horizon) {
+                    self.seen.remove(&h);
+                }
             }
         }
     }
@@ -197,7 +216,7 @@ mod tests {
 
     fn ev(t: Micros, id: Option<&str>) -> Event {
         Event {
-            event_id: id.map(CompactString::from),
+            event_id: id.map(compact_str::CompactString::from),
             user_id: "u".into(),
             product_id: "p".into(),
             event_type: "view".into(),
@@ -237,13 +256,19 @@ mod tests {
     fn duplicates_within_horizon_then_forgotten() {
         let c = cfg();
         let mut p = PartitionClock::default();
-        assert_eq!(p.on_event(&c, &ev(T0, Some("a")), 0, 0), Fate::Counted { skip: 0 });
+        let counted = Fate::Counted { skip: 0 };
+        assert_eq!(p.on_event(&c, &ev(T0, Some("a")), 0, 0), counted);
         assert_eq!(p.on_event(&c, &ev(T0, Some("a")), 0, 0), Fate::Duplicate);
-        assert_eq!(p.on_event(&c, &ev(T0 + 11 * MIN, Some("b")), 0, 0), Fate::Counted { skip: 0 });
-        assert_eq!(p.remembered_ids(), 2);
-        // Beyond L + D = 12 min the first id is forgotten (bounded memory).
-        p.on_event(&c, &ev(T0 + 13 * MIN, Some("c")), 0, 0);
-        assert_eq!(p.remembered_ids(), 2);
+        assert_eq!(p.on_event(&c, &ev(T0 + 11 * MIN, Some("b")), 0, 0), counted);
+        // Max is 11m: the horizon (max − L − D = −1m) still covers "a".
+        assert_eq!(p.on_event(&c, &ev(T0 + 13 * MIN, Some("a")), 0, 0), Fate::Duplicate);
+        assert_eq!(p.on_event(&c, &ev(T0 + 13 * MIN, Some("c")), 0, 0), counted);
+        // Max is 13m, horizon 1m: the first "a" (at 0m) is forgotten.
+        assert_eq!(p.on_event(&c, &ev(T0 + 14 * MIN, Some("a")), 0, 0), counted);
+        assert_eq!(p.remembered_ids(), 3);
+        // Far ahead, everything older than the horizon is dropped (bounded memory).
+        p.on_event(&c, &ev(T0 + 30 * MIN, Some("d")), 0, 0);
+        assert_eq!(p.remembered_ids(), 1);
     }
 
     #[test]
