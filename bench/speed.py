@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,17 @@ def timed(cmd):
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{err}")
     return wall, usage.ru_maxrss / 1024
+
+
+def archive_size(root):
+    """(files, bytes) of the Parquet files under root/events."""
+    files = total = 0
+    for d, _, names in os.walk(os.path.join(root, "events")):
+        for n in names:
+            if n.endswith(".parquet"):
+                files += 1
+                total += os.path.getsize(os.path.join(d, n))
+    return files, total
 
 
 def clickwatch_alerts(path):
@@ -99,18 +111,30 @@ def main():
 
     results = []
     reference = None
-    for workers in (1, 2):
+    archive_stats = None
+    for workers, archive in ((1, False), (2, False), (1, True), (2, True)):
         alerts = os.path.join(work, f"alerts-w{workers}.jsonl")
         cmd = [args.binary, "stream", "--input", data, "--no-console", "--alerts-file", alerts,
                "--dead-letter", os.path.join(work, "dead.jsonl"), "--workers", str(workers)]
-        runs = sorted(timed(cmd) for _ in range(args.runs))
+        runs = []
+        for _ in range(args.runs):
+            if archive:
+                # A fresh archive each run: a re-run would skip every row.
+                adir = os.path.join(work, "archive")
+                shutil.rmtree(adir, ignore_errors=True)
+                runs.append(timed(cmd + ["--archive", adir]))
+                archive_stats = archive_size(adir)
+            else:
+                runs.append(timed(cmd))
+        runs.sort()
         got = clickwatch_alerts(alerts)
         if reference is None:
             reference = got
         elif got != reference:
             sys.exit(f"clickwatch with {workers} workers disagrees with 1 worker")
         wall, rss = runs[len(runs) // 2]
-        results.append((f"clickwatch stream -w {workers}", workers, wall, rss))
+        name = f"clickwatch stream -w {workers}" + (" --archive" if archive else "")
+        results.append((name, workers, wall, rss))
 
     duck_runs = []
     for _ in range(args.runs):
@@ -130,6 +154,12 @@ def main():
     for name, cores, wall, rss in results:
         rss_s = f"{rss:.0f}" if rss is not None else "n/a (in-process)"
         print(f"| {name} | {cores} | {wall:.2f} | {n / wall:,.0f} | {n / wall / cores:,.0f} | {rss_s} |")
+    files, total = archive_stats
+    plain = {name: wall for name, _, wall, _ in results}
+    print(f"\nArchive: {files} Parquet files, {total / 2**20:.1f} MiB = {total / n:.1f} bytes/event "
+          f"(JSONL: {size / n:.0f} bytes/event); cost of --archive: "
+          f"{plain['clickwatch stream -w 1 --archive'] / plain['clickwatch stream -w 1'] - 1:+.0%} with 1 worker, "
+          f"{plain['clickwatch stream -w 2 --archive'] / plain['clickwatch stream -w 2'] - 1:+.0%} with 2 workers")
 
 
 if __name__ == "__main__":

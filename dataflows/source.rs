@@ -27,6 +27,7 @@ use timely::scheduling::Activator;
 
 use super::operators::{Rejects, Windows};
 use super::speed::Fatal;
+use crate::archive::writer::Piece;
 use crate::config::Validated;
 use crate::event::timestamp::now_micros;
 use crate::event::{Limits, Micros};
@@ -49,21 +50,26 @@ struct Shared {
     read: Rc<Cell<Option<Activator>>>,
 }
 
-/// The whole line source: window events and rejects.
+/// Valid events for the archive, one piece per input chunk.
+pub type Pieces<'s> = Stream<'s, Micros, Vec<Piece>>;
+
+/// The whole line source: window events, rejects and (if `archive`) the
+/// archive's pieces.
 pub fn line_source<'s>(
     scope: Scope<'s, Micros>,
     input: LineInput,
     cfg: &Validated,
+    archive: bool,
     metrics: Arc<Metrics>,
     fatal: Fatal,
-) -> (Windows<'s>, Rejects<'s>) {
+) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
     let shared = Shared { watermark: Rc::new(Cell::new(Micros::MIN)), read: Rc::new(Cell::new(None)) };
     let limits = Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| input.is_live()), ..cfg.limits };
     let name = input.name();
     let live = input.is_live();
     let raw = read(scope, input, limits.max_event_bytes, shared.clone(), fatal);
     let decoded = decode(raw, limits, name.clone(), metrics.clone());
-    sequence(decoded, cfg, name, live, shared, metrics)
+    sequence(decoded, cfg, name, live, archive, shared, metrics)
 }
 
 /// Reads the input on worker 0 and deals its chunks to all workers.
@@ -158,20 +164,23 @@ fn sequence<'s>(
     cfg: &Validated,
     source: String,
     live: bool,
+    archive: bool,
     shared: Shared,
     metrics: Arc<Metrics>,
-) -> (Windows<'s>, Rejects<'s>) {
+) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
     let scope = decoded.scope();
     let mut builder = OperatorBuilder::new("Sequence".to_owned(), scope);
     let info = builder.operator_info();
     let mut input = builder.new_input(decoded, Exchange::new(|_: &DecodedChunk| 0));
     let (out_w, windows) = builder.new_output();
     let (out_r, rejects) = builder.new_output();
+    let (out_a, pieces) = builder.new_output();
     let mut out_w = OutputBuilder::from(out_w);
     let mut out_r = OutputBuilder::from(out_r);
+    let mut out_a = OutputBuilder::from(out_a);
     let activator = scope.activator_for(info.address.clone());
     let first = scope.index() == 0;
-    let mut ingestor = Ingestor::new(cfg.clock, source, false);
+    let mut ingestor = Ingestor::new(cfg.clock, source, archive);
     if first {
         ingestor.clock().add_partition(PARTITION, now_micros());
     }
@@ -189,10 +198,15 @@ fn sequence<'s>(
             });
             let Some(cs) = caps.as_mut() else { return };
             let now = now_micros();
-            let (mut out_w, mut out_r) = (out_w.activate(), out_r.activate());
+            let (mut out_w, mut out_r, mut out_a) = (out_w.activate(), out_r.activate(), out_a.activate());
             while let Some(chunk) = pending.remove(&next) {
                 next += 1;
+                let (partition, through) = (chunk.partition, chunk.end);
                 ingestor.classify(chunk, now, &mut batch);
+                if archive {
+                    let rows = std::mem::take(&mut batch.archive);
+                    out_a.session(&cs[2]).give(Piece { partition, rows, through, ingest_time: now });
+                }
                 // One session per timely time (pane starts: few distinct values).
                 batch.windows.sort_by_key(|(t, _)| *t);
                 let mut events = batch.windows.drain(..).peekable();
@@ -233,5 +247,5 @@ fn sequence<'s>(
             }
         }
     });
-    (windows, rejects)
+    (windows, rejects, pieces)
 }

@@ -19,6 +19,8 @@ use timely::worker::Worker;
 
 use super::operators::{self, SpeedOut};
 use super::source;
+use crate::archive::writer::ArchiveWriter;
+use crate::archive::ArchiveConfig;
 use crate::config::{SinksSection, Validated};
 use crate::event::{DeadLetter, Micros, Reason};
 use crate::metrics::Metrics;
@@ -49,6 +51,8 @@ pub struct SpeedJob {
     pub cfg: Validated,
     pub input: LineInput,
     pub sinks: SinksSection,
+    /// The archive and the identity of the input in its commit log.
+    pub archive: Option<(ArchiveConfig, String)>,
     pub metrics: Arc<Metrics>,
     pub fatal: Fatal,
 }
@@ -76,10 +80,21 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
         Rc::new(RefCell::new(job.sinks.window_counts.as_deref().filter(|_| first).map(JsonlFile::create).transpose()?));
     let rejects = Rc::new(RefCell::new(first.then(|| RejectFiles::create(&job.sinks)).transpose()?));
     let with_counts = job.sinks.window_counts.is_some();
+    let archive_writer = Rc::new(RefCell::new(match (&job.archive, first) {
+        (Some((cfg, source)), true) => Some(ArchiveWriter::start(cfg, source.clone(), job.metrics.clone())?),
+        _ => None,
+    }));
 
     worker.dataflow::<Micros, _, _>(|scope| {
-        let (windows, rejected) =
-            source::line_source(scope, job.input.clone(), &job.cfg, job.metrics.clone(), job.fatal.clone());
+        let (windows, rejected, pieces) = source::line_source(
+            scope,
+            job.input.clone(),
+            &job.cfg,
+            job.archive.is_some(),
+            job.metrics.clone(),
+            job.fatal.clone(),
+        );
+        archive_sink(pieces, archive_writer.clone(), job.fatal.clone());
         let results = operators::windows(windows, &job.cfg, with_counts, job.metrics.clone());
 
         let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());
@@ -144,6 +159,31 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
         );
     });
     Ok(())
+}
+
+/// Hands archive pieces to the writer thread (worker 0, where the source
+/// classifies them), then commits the rest once the input is complete.
+fn archive_sink<'s>(pieces: source::Pieces<'s>, writer: Rc<RefCell<Option<ArchiveWriter>>>, fatal: Fatal) {
+    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::operators::generic::Operator;
+    pieces.sink(Pipeline, "Archive", move |(input, frontier)| {
+        input.for_each(|_time, data| {
+            if let Some(w) = writer.borrow().as_ref() {
+                for piece in data.drain(..) {
+                    if let Err(e) = w.send(piece) {
+                        fatal.set(format!("{e:#}"));
+                    }
+                }
+            }
+        });
+        if frontier.is_empty() {
+            if let Some(w) = writer.borrow_mut().take() {
+                if let Err(e) = w.finish() {
+                    fatal.set(format!("archive: {e:#}"));
+                }
+            }
+        }
+    });
 }
 
 /// One closed window's counts as a JSON line.

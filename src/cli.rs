@@ -34,6 +34,8 @@ pub enum Command {
     Stream(Box<StreamArgs>),
     /// Run the whole pipeline on this machine: generate, then stream.
     Demo(DemoArgs),
+    /// Merge a day's small archive files into few large ones.
+    Compact(CompactArgs),
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +93,15 @@ pub struct StreamArgs {
     /// TOML configuration file (flags and CLICKWATCH_* variables override it).
     #[arg(long, env = "CLICKWATCH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Archive every valid event as Parquet under this directory (exactly once).
+    #[arg(long, env = "CLICKWATCH_ARCHIVE")]
+    pub archive: Option<PathBuf>,
+    /// Commit an archive file once this many rows are buffered [default: 1000000].
+    #[arg(long, env = "CLICKWATCH_ARCHIVE_ROLL_ROWS")]
+    pub archive_roll_rows: Option<usize>,
+    /// Commit buffered archive rows at the latest after this long [default: 60s].
+    #[arg(long, env = "CLICKWATCH_ARCHIVE_ROLL_AGE", value_parser = parse_duration)]
+    pub archive_roll_age: Option<Duration>,
     /// Write alerts as JSON lines to this file.
     #[arg(long, env = "CLICKWATCH_ALERTS_FILE")]
     pub alerts_file: Option<PathBuf>,
@@ -173,4 +184,17 @@ pub struct DemoArgs {
     /// Print every alert on the console (default: a summary table).
     #[arg(long)]
     pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Archive root (the directory given to `stream --archive`).
+    #[arg(long)]
+    pub archive: PathBuf,
+    /// UTC date of the partition to compact (YYYY-MM-DD).
+    #[arg(long)]
+    pub date: String,
+    /// Rows per output file.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub max_rows: usize,
 }

@@ -128,6 +128,8 @@ pub struct StreamConfig {
     pub alert: AlertSection,
     pub input: InputSection,
     pub sinks: SinksSection,
+    /// The Parquet archive; off unless configured or `--archive` is given.
+    pub archive: Option<crate::archive::ArchiveConfig>,
 }
 
 fn micros(d: Duration) -> Micros {
@@ -182,6 +184,9 @@ impl StreamConfig {
         }
         if let Some(hook) = &self.sinks.webhook {
             hook.validate()?;
+        }
+        if let Some(archive) = &self.archive {
+            archive.validate()?;
         }
         Ok(Validated {
             clock: ClockConfig { spec, delay: micros(w.watermark_delay), idle_timeout: micros(w.idle_timeout) },

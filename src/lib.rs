@@ -3,6 +3,7 @@
 //! README for how to run it.
 
 pub mod alert;
+pub mod archive;
 pub mod config;
 pub mod event;
 pub mod metrics;

@@ -30,6 +30,12 @@ pub struct Metrics {
     /// Events that reached a window operator after their windows closed
     /// there; always 0 unless a source breaks the lateness contract.
     pub engine_anomalies: AtomicU64,
+    /// Rows committed to the archive, files and bytes written.
+    pub archive_rows: AtomicU64,
+    pub archive_files: AtomicU64,
+    pub archive_bytes: AtomicU64,
+    /// Rows not written again because the commit log already covers them.
+    pub archive_skipped: AtomicU64,
     /// The published watermark (micros since epoch), max over sources.
     pub watermark: AtomicI64,
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand: turning parsed arguments into a running job.
 
 pub mod cluster;
+pub mod compact;
 pub mod demo;
 pub mod generate;
 pub mod stream;
@@ -13,5 +14,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(&args),
         Command::Stream(args) => stream::run(&args).map(|_| ()),
         Command::Demo(args) => demo::run(&args),
+        Command::Compact(args) => compact::run(&args),
     }
 }

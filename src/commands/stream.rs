@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::archive::writer::file_source_id;
+use crate::archive::ArchiveConfig;
 use crate::cli::{ClusterArgs, StreamArgs};
 use crate::config::{ConfigError, StreamConfig};
 use crate::dataflows::speed::{self, Fatal, SpeedJob};
@@ -39,6 +41,18 @@ pub fn resolve_config(args: &StreamArgs) -> Result<StreamConfig, ConfigError> {
     }
     if let Some(v) = args.emit {
         c.alert.emit = v;
+    }
+    if let Some(dir) = &args.archive {
+        let a = c.archive.get_or_insert_with(|| ArchiveConfig::new(dir.clone()));
+        a.dir = dir.clone();
+    }
+    if let Some(a) = &mut c.archive {
+        if let Some(v) = args.archive_roll_rows {
+            a.roll_rows = v;
+        }
+        if let Some(v) = args.archive_roll_age {
+            a.roll_age = v;
+        }
     }
     if let Some(v) = args.max_event_bytes {
         c.input.max_event_bytes = v;
@@ -84,8 +98,13 @@ pub fn execute(config: &StreamConfig, input: LineInput, cluster: &ClusterArgs) -
     let validated = config.validate()?;
     let timely = timely_config(cluster)?;
     let metrics = Arc::new(Metrics::default());
+    let archive = match &config.archive {
+        Some(a) => Some((a.clone(), archive_source_id(&input)?)),
+        None => None,
+    };
     let job = SpeedJob {
         cfg: validated,
+        archive,
         input,
         sinks: config.sinks.clone(),
         metrics: metrics.clone(),
@@ -93,6 +112,15 @@ pub fn execute(config: &StreamConfig, input: LineInput, cluster: &ClusterArgs) -
     };
     speed::run(job, timely)?;
     Ok(metrics)
+}
+
+/// How the input is named in the archive's commit log: files by content,
+/// so re-running one is recognised; stdin is never the same input twice.
+fn archive_source_id(input: &LineInput) -> anyhow::Result<String> {
+    match input {
+        LineInput::File(p) => file_source_id(p),
+        LineInput::Stdin => Ok(format!("stdin:{}", crate::event::timestamp::now_micros())),
+    }
 }
 
 /// The end-of-run report on stderr (stdout carries the alerts).
@@ -128,6 +156,17 @@ pub fn summary(m: &Metrics, secs: f64, cfg: &StreamConfig) -> String {
     }
     if let Some(p) = &sinks.window_counts {
         s += &format!("\nstream: window counts -> {}", p.display());
+    }
+    if let Some(a) = &cfg.archive {
+        s += &format!(
+            "\nstream: archive {}: {} rows in {} files, {} bytes ({:.1} bytes/row), {} rows already archived",
+            a.dir.display(),
+            Metrics::get(&m.archive_rows),
+            Metrics::get(&m.archive_files),
+            Metrics::get(&m.archive_bytes),
+            Metrics::get(&m.archive_bytes) as f64 / Metrics::get(&m.archive_rows).max(1) as f64,
+            Metrics::get(&m.archive_skipped),
+        );
     }
     if let Some(h) = &sinks.webhook {
         s += &format!(

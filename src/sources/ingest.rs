@@ -18,24 +18,6 @@ use crate::metrics::Metrics;
 use crate::window::clock::{ClockConfig, Fate, SourceClock};
 use crate::window::engine::WindowEvent;
 
-/// A valid event and what the speed layer made of it; all of them are
-/// archived (SPEC §4: late events and repeats included).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Ingested {
-    pub event: Event,
-    /// `None` when counted, otherwise why not (late or duplicate).
-    pub not_counted: Option<NotCounted>,
-    /// Where it was read: input offset (or Kafka offset).
-    pub position: u64,
-    pub partition: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum NotCounted {
-    Late(Reason),
-    Duplicate,
-}
-
 /// A numbered piece of one partition's input, as read; decoding it needs
 /// nothing else, so chunks are decoded on any worker.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -61,6 +43,9 @@ pub enum RawBody {
 pub struct DecodedChunk {
     pub seq: u64,
     pub partition: u32,
+    /// Input offset just past the chunk: all of the partition before it
+    /// has been read once this chunk is classified.
+    pub end: u64,
     /// Valid events with their input positions, in input order.
     pub events: Vec<(u64, Event)>,
     pub rejects: Vec<DeadLetter>,
@@ -70,6 +55,11 @@ pub struct DecodedChunk {
 /// tallies of refused lines go to `metrics`.
 pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros, metrics: &Metrics) -> DecodedChunk {
     let mut out = DecodedChunk { seq: chunk.seq, partition: chunk.partition, ..DecodedChunk::default() };
+    out.end = chunk.offset
+        + match &chunk.body {
+            RawBody::Lines(data) => data.len() as u64,
+            RawBody::Oversize { len, .. } => *len + 1, // and its newline
+        };
     let mut dead = [0u64; Reason::ALL.len()];
     let mut reject = |raw: &[u8], reason: Reason, detail: String, at: u64| {
         dead[reason.index()] += 1;
@@ -125,8 +115,9 @@ pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros,
 pub struct Batch {
     pub windows: Vec<(Micros, WindowEvent)>,
     pub rejects: Vec<DeadLetter>,
-    /// Filled only when someone (the archive) wants the events.
-    pub events: Vec<(Micros, Ingested)>,
+    /// Every valid event with its input position, late ones and repeats
+    /// included (SPEC §4); filled only when the archive is on.
+    pub archive: Vec<(u64, Event)>,
 }
 
 /// Per-batch tallies, added to the shared metrics once per batch.
@@ -148,7 +139,7 @@ pub struct Ingestor {
 
 impl Ingestor {
     /// `source` names the input in late-event records; `keep_events` fills
-    /// `Batch::events` for the archive.
+    /// `Batch::archive`.
     pub fn new(clock: ClockConfig, source: String, keep_events: bool) -> Self {
         Ingestor { clock: SourceClock::new(clock), keep_events, source, tally: Tally::default() }
     }
@@ -170,7 +161,7 @@ impl Ingestor {
         let floor = self.clock.published();
         let fate = self.clock.on_event(partition, &event, now);
         self.tally.kinds[event.kind as usize] += 1;
-        let not_counted = match fate {
+        match fate {
             Fate::Counted { skip } => {
                 let spec = self.clock.config().spec;
                 let time = spec.pane_of(event.time).max(floor);
@@ -184,7 +175,6 @@ impl Ingestor {
                         skip,
                     },
                 ));
-                None
             }
             Fate::Late(reason) => {
                 let raw = serde_json::to_string(&LateView::from(&event)).unwrap_or_default();
@@ -199,15 +189,11 @@ impl Ingestor {
                     source: format!("{}:{position}", self.source),
                     received_at: now,
                 });
-                Some(NotCounted::Late(reason))
             }
-            Fate::Duplicate => {
-                self.tally.duplicates += 1;
-                Some(NotCounted::Duplicate)
-            }
-        };
+            Fate::Duplicate => self.tally.duplicates += 1,
+        }
         if self.keep_events {
-            out.events.push((floor, Ingested { event, not_counted, position, partition }));
+            out.archive.push((position, event));
         }
     }
 
@@ -286,7 +272,8 @@ mod tests {
         assert_eq!(out.rejects[0].source, "file:t:190"); // 100 + 89 (line, CR, LF) + 1 (blank line)
         assert_eq!(out.rejects[1].reason, Reason::Late);
         assert!(out.rejects[1].raw.contains("2026-11-24T09:00:00"));
-        assert_eq!(out.events.len(), 2, "late events are still archived");
+        assert_eq!(out.archive.len(), 2, "late events are still archived");
+        assert_eq!(out.archive[1].0, 190 + 9);
         ing.publish(&m);
         assert_eq!(m.events(EventKind::View), 2);
         assert_eq!(m.dead(Reason::NotJson), 1);

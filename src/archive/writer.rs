@@ -1,0 +1,207 @@
+//! The archive writer: a thread that buffers rows per date, rolls Parquet
+//! files by row count and by age, and commits them through the commit log.
+//!
+//! The dataflow hands over one [`Piece`] per input chunk: the chunk's valid
+//! events and the input position it ends at. A commit always ends on such a
+//! boundary, so its `[start, end)` range says exactly which input is in the
+//! archive. Rows whose position is already committed (a re-run, or a
+//! restart after a crash) are dropped here: that is what makes the archive
+//! exactly-once for replayable inputs.
+//!
+//! The queue to the thread is bounded: if Parquet encoding falls far
+//! behind, the archive operator waits rather than buffering without limit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+
+use super::commit_log::{temp_path, CommitLog, FileEntry, Record};
+use super::parquet::{event_date, write_file, ArchiveRow};
+use super::ArchiveConfig;
+use crate::event::timestamp::{format_rfc3339, now_micros};
+use crate::event::{Event, Micros};
+use crate::metrics::Metrics;
+
+/// One input chunk's valid events with their positions, and where that
+/// chunk ended. This is what flows from the source to the archive operator.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Piece {
+    pub partition: u32,
+    pub rows: Vec<(u64, Event)>,
+    /// Every input position of `partition` below this has been delivered.
+    pub through: u64,
+    /// When the chunk was read (the `ingest_time` column).
+    pub ingest_time: Micros,
+}
+
+/// Handle of the writer thread.
+pub struct ArchiveWriter {
+    tx: Option<Sender<Piece>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ArchiveWriter {
+    /// Opens the archive (recovering it) and starts the thread. `source`
+    /// identifies the input in commit records.
+    pub fn start(cfg: &ArchiveConfig, source: String, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let log = CommitLog::open(&cfg.dir)?;
+        let (tx, rx) = bounded(64);
+        let mut state = State {
+            log,
+            source,
+            roll_rows: cfg.roll_rows,
+            roll_age: cfg.roll_age,
+            buffered: BTreeMap::new(),
+            rows: 0,
+            range: BTreeMap::new(),
+            oldest: None,
+            metrics,
+        };
+        let thread = std::thread::Builder::new()
+            .name("archive".into())
+            .spawn(move || state.run(rx))
+            .context("starting the archive thread")?;
+        Ok(ArchiveWriter { tx: Some(tx), thread: Some(thread) })
+    }
+
+    /// Hands over a piece; waits only if the writer is far behind.
+    pub fn send(&self, piece: Piece) -> anyhow::Result<()> {
+        match &self.tx {
+            Some(tx) => tx.send(piece).map_err(|_| anyhow::anyhow!("archive writer stopped")),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits what is buffered and stops the thread.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.tx.take());
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| anyhow::anyhow!("archive thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+struct State {
+    log: CommitLog,
+    source: String,
+    roll_rows: usize,
+    roll_age: Duration,
+    /// Rows waiting for the next commit, by event date.
+    buffered: BTreeMap<String, Vec<ArchiveRow>>,
+    rows: usize,
+    /// Per partition: [start, through) of the input since the last commit.
+    range: BTreeMap<u32, (u64, u64)>,
+    oldest: Option<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl State {
+    fn run(&mut self, rx: Receiver<Piece>) -> anyhow::Result<()> {
+        loop {
+            let wait = match self.oldest {
+                Some(t) => self.roll_age.saturating_sub(t.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            match rx.recv_timeout(wait) {
+                Ok(piece) => self.take(piece),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.commit(),
+            }
+            let old = self.oldest.is_some_and(|t| t.elapsed() >= self.roll_age);
+            if self.rows >= self.roll_rows || old {
+                self.commit()?;
+            }
+        }
+    }
+
+    fn take(&mut self, piece: Piece) {
+        let committed = self.log.committed_prefix(&self.source, piece.partition);
+        let range = self.range.entry(piece.partition).or_insert((committed, committed));
+        range.1 = range.1.max(piece.through);
+        let mut skipped = 0u64;
+        for (position, event) in piece.rows {
+            if self.log.is_committed(&self.source, piece.partition, position) {
+                skipped += 1;
+                continue;
+            }
+            let row = ArchiveRow { event, ingest_time: piece.ingest_time, partition: piece.partition, position };
+            self.buffered.entry(event_date(row.event.time)).or_default().push(row);
+            self.rows += 1;
+        }
+        self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
+        if self.rows > 0 && self.oldest.is_none() {
+            self.oldest = Some(Instant::now());
+        }
+    }
+
+    /// Writes every buffered date to a file and commits them with the
+    /// input ranges they cover.
+    fn commit(&mut self) -> anyhow::Result<()> {
+        if self.rows == 0 {
+            return Ok(());
+        }
+        let seq = self.log.next_seq();
+        let mut files = Vec::new();
+        for (n, (date, rows)) in std::mem::take(&mut self.buffered).into_iter().enumerate() {
+            let rel = format!("events/event_date={date}/part-{seq:08}-{n:03}.parquet");
+            let fin = self.log.root().join(&rel);
+            if let Some(dir) = fin.parent() {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let bytes = write_file(&temp_path(&fin), &rows)?;
+            self.metrics.archive_bytes.fetch_add(bytes, Relaxed);
+            self.metrics.archive_rows.fetch_add(rows.len() as u64, Relaxed);
+            files.push(FileEntry { path: rel, date, rows: rows.len() as u64, bytes });
+        }
+        // One record per partition range; the files go with the first.
+        let ranges = std::mem::take(&mut self.range);
+        let mut files = Some(files);
+        for (i, (partition, (start, end))) in ranges.into_iter().enumerate() {
+            let record = Record::Append {
+                seq: seq + i as u64,
+                source: self.source.clone(),
+                partition,
+                start,
+                end,
+                files: files.take().unwrap_or_default(),
+                committed_at: format_rfc3339(now_micros()),
+            };
+            self.metrics.archive_files.fetch_add(record.files().len() as u64, Relaxed);
+            self.log.commit(record)?;
+        }
+        self.rows = 0;
+        self.oldest = None;
+        Ok(())
+    }
+}
+
+/// Identity of a file input for the commit log: its name and a hash of its
+/// first 64 KiB, so a re-run of the same file is recognised wherever it
+/// lies, and a different file under the same name is not.
+pub fn file_source_id(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut head = vec![0u8; 64 << 10];
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut n = 0;
+    while n < head.len() {
+        let k = f.read(&mut head[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(format!("file:{name}:{:032x}", xxhash_rust::xxh3::xxh3_128(&head[..n])))
+}
+
+/// Where the archive of `root` keeps one date's files.
+pub fn date_dir(root: &Path, date: &str) -> PathBuf {
+    root.join("events").join(format!("event_date={date}"))
+}

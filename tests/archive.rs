@@ -1,0 +1,162 @@
+//! The Parquet archive, checked by readers clickwatch did not write
+//! (pyarrow and DuckDB from PyPI, in the venv `bench/venv.sh` makes):
+//! exactly the valid input rows, once, also after re-runs, `kill -9`s and
+//! compaction.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Std, Stdio};
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The venv with pyarrow and duckdb; fails loudly if it cannot be made.
+fn python() -> PathBuf {
+    let out = Std::new("bash").arg(root().join("bench/venv.sh")).output().expect("run bench/venv.sh");
+    assert!(out.status.success(), "making the Python venv failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("bin/python")
+}
+
+fn check_archive(input: &Path, archive: &Path) {
+    let out = Std::new(python())
+        .arg(root().join("tests/py/check_archive.py"))
+        .arg("--input")
+        .arg(input)
+        .arg("--archive")
+        .arg(archive)
+        .output()
+        .expect("run check_archive.py");
+    assert!(
+        out.status.success(),
+        "archive check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `events` lines over two days unless `extra` sets `--span`.
+fn generate(path: &Path, events: u64, extra: &[&str]) {
+    let span = if extra.contains(&"--span") { &[][..] } else { &["--span", "2d"][..] };
+    Command::cargo_bin("clickwatch")
+        .unwrap()
+        .args(["generate", "--events", &events.to_string(), "--seed", "5", "--output"])
+        .arg(path)
+        .args(span)
+        .args(extra)
+        .assert()
+        .success();
+}
+
+fn stream_cmd(input: &Path, dir: &Path, extra: &[&str]) -> Std {
+    let mut cmd = Std::new(assert_cmd::cargo::cargo_bin("clickwatch"));
+    cmd.arg("stream")
+        .arg("--input")
+        .arg(input)
+        .arg("--archive")
+        .arg(dir.join("archive"))
+        .arg("--dead-letter")
+        .arg(dir.join("dead.jsonl"))
+        .arg("--no-console")
+        .args(extra);
+    cmd
+}
+
+fn parquet_files(archive: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for d in std::fs::read_dir(archive.join("events")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            v.push(f.unwrap().path());
+        }
+    }
+    v.sort();
+    v
+}
+
+#[test]
+fn archive_holds_every_valid_event_once_and_reruns_add_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("events.jsonl");
+    generate(&input, 200_000, &["--late-share", "0.01", "--duplicate-share", "0.01", "--malformed-share", "0.01"]);
+    let out = stream_cmd(&input, tmp.path(), &["--archive-roll-rows", "30000", "-w", "2"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let files = parquet_files(&tmp.path().join("archive"));
+    assert!(files.len() >= 6, "rolled by size into several files: {files:?}");
+    assert!(files.iter().any(|f| f.to_string_lossy().contains("event_date=2026-11-25")), "two days, two partitions");
+    assert!(files.iter().all(|f| f.extension().is_some_and(|e| e == "parquet")), "no temporaries left: {files:?}");
+    check_archive(&input, &tmp.path().join("archive"));
+
+    // The same input again: everything is already committed.
+    let out = stream_cmd(&input, tmp.path(), &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(": 0 rows in 0 files"), "{stderr}");
+    assert_eq!(parquet_files(&tmp.path().join("archive")), files);
+    check_archive(&input, &tmp.path().join("archive"));
+}
+
+#[test]
+fn kill_9_at_random_points_then_restart_leaves_each_event_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("events.jsonl");
+    generate(&input, 2_000_000, &["--duplicate-share", "0.001", "--malformed-share", "0.001"]);
+    // Small, frequent commits so kills land before, inside and after them.
+    let args = ["--archive-roll-rows", "40000", "-w", "2"];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut kills = 0;
+    while kills < 12 {
+        let mut child = stream_cmd(&input, tmp.path(), &args).stderr(Stdio::null()).spawn().unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(150 + rng % 1500));
+        if child.try_wait().unwrap().is_some() {
+            break; // it finished before we got to it: the archive is complete
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 10, "only {kills} kills landed; the run is too short to test crashes");
+    let out = stream_cmd(&input, tmp.path(), &args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check_archive(&input, &tmp.path().join("archive"));
+}
+
+#[test]
+fn compaction_keeps_the_rows_and_replaces_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("events.jsonl");
+    generate(&input, 100_000, &["--span", "12h"]);
+    let out = stream_cmd(&input, tmp.path(), &["--archive-roll-rows", "10000"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let archive = tmp.path().join("archive");
+    let before = parquet_files(&archive);
+    assert!(before.len() >= 10);
+    Command::cargo_bin("clickwatch")
+        .unwrap()
+        .args(["compact", "--date", "2026-11-24", "--archive"])
+        .arg(&archive)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("-> 1 files"));
+    let after = parquet_files(&archive);
+    assert_eq!(after.len(), 1, "{after:?}");
+    check_archive(&input, &archive);
+    // Compacting again is a no-op, and a bad date is a usage error.
+    Command::cargo_bin("clickwatch")
+        .unwrap()
+        .args(["compact", "--date", "2026-11-24", "--archive"])
+        .arg(&archive)
+        .assert()
+        .success();
+    assert_eq!(parquet_files(&archive), after);
+    Command::cargo_bin("clickwatch")
+        .unwrap()
+        .args(["compact", "--date", "24.11.2026", "--archive"])
+        .arg(&archive)
+        .assert()
+        .code(2);
+}
