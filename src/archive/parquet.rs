@@ -22,6 +22,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::event::{Event, EventKind, Micros};
 
@@ -57,12 +58,20 @@ pub fn schema() -> SchemaRef {
 
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        // Level 3 is zstd's default: most of the ratio at a fraction of the cost.
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        // Level 1: measured ~25% less archive CPU than the default 3 for a
+        // few percent more bytes; the archive must keep up with the stream.
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_dictionary_enabled(true)
+        // Event ids are unique: a dictionary would only overflow and fall back.
+        .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("clickwatch {}", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// Days since the epoch of an event time (cheap; see [`event_date`]).
+pub fn day_of(t: Micros) -> i64 {
+    t.div_euclid(86_400_000_000)
 }
 
 /// The UTC date (YYYY-MM-DD) of an event time: its partition.
@@ -113,18 +122,51 @@ fn batch(rows: &[ArchiveRow]) -> anyhow::Result<RecordBatch> {
     RecordBatch::try_new(schema(), columns).context("building a record batch")
 }
 
+/// A Parquet file being written: rows go in as they come, so the archive
+/// never holds more than a batch of rows per open file in memory.
+pub struct PartWriter {
+    writer: ArrowWriter<File>,
+    path: std::path::PathBuf,
+    rows: u64,
+}
+
+impl PartWriter {
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))?;
+        Ok(PartWriter { writer, path: path.to_owned(), rows: 0 })
+    }
+
+    pub fn write(&mut self, rows: &[ArchiveRow]) -> anyhow::Result<()> {
+        for chunk in rows.chunks(BATCH) {
+            self.writer.write(&batch(chunk)?).with_context(|| format!("writing {}", self.path.display()))?;
+        }
+        self.rows += rows.len() as u64;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Closes and fsyncs the file; returns its size in bytes.
+    pub fn finish(self) -> anyhow::Result<u64> {
+        let file = self.writer.into_inner().with_context(|| format!("finishing {}", self.path.display()))?;
+        file.sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
+        Ok(file.metadata()?.len())
+    }
+}
+
 /// Writes `rows` as one Parquet file at `path` and fsyncs it; returns its
 /// size in bytes.
 pub fn write_file(path: &Path, rows: &[ArchiveRow]) -> anyhow::Result<u64> {
-    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))?;
-    for chunk in rows.chunks(BATCH) {
-        writer.write(&batch(chunk)?).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let file = writer.into_inner().with_context(|| format!("finishing {}", path.display()))?;
-    file.sync_all().with_context(|| format!("syncing {}", path.display()))?;
-    Ok(file.metadata()?.len())
+    let mut w = PartWriter::create(path)?;
+    w.write(rows)?;
+    w.finish()
 }
+
+/// Rows per record batch handed to the Parquet writer.
+pub const BATCH_ROWS: usize = BATCH;
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a T> {
     match batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()) {

@@ -22,7 +22,7 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::commit_log::{temp_path, CommitLog, FileEntry, Record};
-use super::parquet::{event_date, write_file, ArchiveRow};
+use super::parquet::{day_of, event_date, ArchiveRow, PartWriter, BATCH_ROWS};
 use super::ArchiveConfig;
 use crate::event::timestamp::{format_rfc3339, now_micros};
 use crate::event::{Event, Micros};
@@ -57,8 +57,9 @@ impl ArchiveWriter {
             source,
             roll_rows: cfg.roll_rows,
             roll_age: cfg.roll_age,
-            buffered: BTreeMap::new(),
+            open: BTreeMap::new(),
             rows: 0,
+            opened: 0,
             range: BTreeMap::new(),
             oldest: None,
             metrics,
@@ -88,14 +89,25 @@ impl ArchiveWriter {
     }
 }
 
+/// A date's file of the next commit, written as rows arrive.
+struct OpenPart {
+    writer: PartWriter,
+    /// Rows not yet handed to the Parquet writer (less than a batch).
+    pending: Vec<ArchiveRow>,
+    rel: String,
+    date: String,
+}
+
 struct State {
     log: CommitLog,
     source: String,
     roll_rows: usize,
     roll_age: Duration,
-    /// Rows waiting for the next commit, by event date.
-    buffered: BTreeMap<String, Vec<ArchiveRow>>,
+    /// Files open for the next commit, by event day (days since epoch).
+    open: BTreeMap<i64, OpenPart>,
     rows: usize,
+    /// Files opened since the last commit (numbers their names).
+    opened: usize,
     /// Per partition: [start, through) of the input since the last commit.
     range: BTreeMap<u32, (u64, u64)>,
     oldest: Option<Instant>,
@@ -110,7 +122,7 @@ impl State {
                 None => Duration::from_secs(3600),
             };
             match rx.recv_timeout(wait) {
-                Ok(piece) => self.take(piece),
+                Ok(piece) => self.take(piece)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return self.commit(),
             }
@@ -121,7 +133,7 @@ impl State {
         }
     }
 
-    fn take(&mut self, piece: Piece) {
+    fn take(&mut self, piece: Piece) -> anyhow::Result<()> {
         let committed = self.log.committed_prefix(&self.source, piece.partition);
         let range = self.range.entry(piece.partition).or_insert((committed, committed));
         range.1 = range.1.max(piece.through);
@@ -132,13 +144,33 @@ impl State {
                 continue;
             }
             let row = ArchiveRow { event, ingest_time: piece.ingest_time, partition: piece.partition, position };
-            self.buffered.entry(event_date(row.event.time)).or_default().push(row);
+            let day = day_of(row.event.time);
+            let part = match self.open.entry(day) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    let seq = self.log.next_seq();
+                    let date = event_date(row.event.time);
+                    let rel = format!("events/event_date={date}/part-{seq:08}-{:03}.parquet", self.opened);
+                    self.opened += 1;
+                    let fin = self.log.root().join(&rel);
+                    if let Some(dir) = fin.parent() {
+                        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                    }
+                    e.insert(OpenPart { writer: PartWriter::create(&temp_path(&fin))?, pending: Vec::new(), rel, date })
+                }
+            };
+            part.pending.push(row);
+            if part.pending.len() >= BATCH_ROWS {
+                part.writer.write(&part.pending)?;
+                part.pending.clear();
+            }
             self.rows += 1;
         }
         self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
         if self.rows > 0 && self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
+        Ok(())
     }
 
     /// Writes every buffered date to a file and commits them with the
@@ -149,17 +181,15 @@ impl State {
         }
         let seq = self.log.next_seq();
         let mut files = Vec::new();
-        for (n, (date, rows)) in std::mem::take(&mut self.buffered).into_iter().enumerate() {
-            let rel = format!("events/event_date={date}/part-{seq:08}-{n:03}.parquet");
-            let fin = self.log.root().join(&rel);
-            if let Some(dir) = fin.parent() {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
-            let bytes = write_file(&temp_path(&fin), &rows)?;
+        for (_, mut part) in std::mem::take(&mut self.open) {
+            part.writer.write(&part.pending)?;
+            let rows = part.writer.rows();
+            let bytes = part.writer.finish()?;
             self.metrics.archive_bytes.fetch_add(bytes, Relaxed);
-            self.metrics.archive_rows.fetch_add(rows.len() as u64, Relaxed);
-            files.push(FileEntry { path: rel, date, rows: rows.len() as u64, bytes });
+            self.metrics.archive_rows.fetch_add(rows, Relaxed);
+            files.push(FileEntry { path: part.rel, date: part.date, rows, bytes });
         }
+        self.opened = 0;
         // One record per partition range; the files go with the first.
         let ranges = std::mem::take(&mut self.range);
         let mut files = Some(files);
