@@ -135,6 +135,29 @@ fn compaction_keeps_the_rows_and_replaces_the_files() {
     let archive = tmp.path().join("archive");
     let before = parquet_files(&archive);
     assert!(before.len() >= 10);
+    // A concurrent reader: every file it can open must be complete.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, dir) = (stop.clone(), archive.join("events/event_date=2026-11-24"));
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for f in std::fs::read_dir(&dir).unwrap().flatten() {
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') || !name.ends_with(".parquet") {
+                        continue; // hidden temporaries are not part of the dataset
+                    }
+                    match clickwatch::archive::parquet::read_file(&f.path()) {
+                        Ok(_) => reads += 1,
+                        // Deleted between listing and opening: not a partial file.
+                        Err(_) if !f.path().exists() => {}
+                        Err(e) => panic!("reader saw a broken file {name}: {e:#}"),
+                    }
+                }
+            }
+            reads
+        })
+    };
     Command::cargo_bin("clickwatch")
         .unwrap()
         .args(["compact", "--date", "2026-11-24", "--archive"])
@@ -142,6 +165,8 @@ fn compaction_keeps_the_rows_and_replaces_the_files() {
         .assert()
         .success()
         .stderr(predicates::str::contains("-> 1 files"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(reader.join().expect("reader thread") > 0);
     let after = parquet_files(&archive);
     assert_eq!(after.len(), 1, "{after:?}");
     check_archive(&input, &archive);
