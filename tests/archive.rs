@@ -185,3 +185,30 @@ fn compaction_keeps_the_rows_and_replaces_the_files() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn a_quiet_stream_becomes_visible_within_the_age_limit() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("events.jsonl");
+    generate(&input, 500, &["--span", "1h"]);
+    let mut child = stream_cmd(Path::new("-"), tmp.path(), &["--archive-roll-age", "1s"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&std::fs::read(&input).unwrap()).unwrap();
+    stdin.flush().unwrap();
+    // The input is still open: only the age roll can have committed these.
+    let archive = tmp.path().join("archive");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !archive.join("events").exists() || parquet_files(&archive).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing committed within 30 s with roll_age = 1s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the stream is still running");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    check_archive(&input, &archive);
+}
