@@ -2,6 +2,7 @@
 //! source → decode → windows → sinks. The logic they wrap lives in the
 //! pure modules of `src/` (`window`, `alert`, `sources::ingest`).
 
+pub mod batch;
 pub mod operators;
 pub mod source;
 pub mod speed;

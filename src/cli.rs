@@ -36,6 +36,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Merge a day's small archive files into few large ones.
     Compact(CompactArgs),
+    /// Compute a day's segments, top products and conversion rates from the archive.
+    Batch(BatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -197,4 +199,23 @@ pub struct CompactArgs {
     /// Rows per output file.
     #[arg(long, default_value_t = 5_000_000)]
     pub max_rows: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Archive root (the directory given to `stream --archive`).
+    #[arg(long)]
+    pub archive: PathBuf,
+    /// UTC date to report (YYYY-MM-DD); repeat for several days.
+    #[arg(long)]
+    pub date: Vec<String>,
+    /// First date of a range (with --to).
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last date of a range, inclusive.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Reports go to DIR/<date>/.
+    #[arg(long)]
+    pub reports: PathBuf,
 }

@@ -4,6 +4,7 @@
 
 pub mod alert;
 pub mod archive;
+pub mod batch;
 pub mod config;
 pub mod event;
 pub mod metrics;

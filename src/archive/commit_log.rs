@@ -253,6 +253,32 @@ impl CommitLog {
     }
 }
 
+/// The live data files of the archive at `root`, as a reader sees them:
+/// no lock, no recovery (a writer may be running), a torn last record
+/// ignored, files listed only if they are in place.
+pub fn snapshot(root: &Path) -> anyhow::Result<Vec<FileEntry>> {
+    let path = root.join("_clickwatch").join("commits.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut live: BTreeMap<String, FileEntry> = BTreeMap::new();
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        let record: Record =
+            serde_json::from_str(line.trim_end()).with_context(|| format!("{}: corrupt record", path.display()))?;
+        if let Record::Compact { removed, .. } = &record {
+            for p in removed {
+                live.remove(p);
+            }
+        }
+        for f in record.files() {
+            live.insert(f.path.clone(), f.clone());
+        }
+    }
+    Ok(live.into_values().filter(|f| root.join(&f.path).exists()).collect())
+}
+
 /// Reads every complete record; truncates a torn last line (a crash while
 /// appending: that commit never happened).
 fn read_records(file: &mut File, path: &Path) -> anyhow::Result<Vec<Record>> {

@@ -1,5 +1,6 @@
 //! One module per subcommand: turning parsed arguments into a running job.
 
+pub mod batch;
 pub mod cluster;
 pub mod compact;
 pub mod demo;
@@ -15,5 +16,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(args) => stream::run(&args).map(|_| ()),
         Command::Demo(args) => demo::run(&args),
         Command::Compact(args) => compact::run(&args),
+        Command::Batch(args) => batch::run(&args),
     }
 }

@@ -1,0 +1,89 @@
+//! The batch layer end to end on a small hand-written day
+//! (`tests/golden_batch/input.jsonl`): ties in the top products, a user
+//! with only carts, zero denominators, repeating decimals, a missing
+//! category, an `other` event type, a repeated event_id and events without
+//! ids. `stream --archive` writes the archive, `batch` reads it; the CSVs,
+//! summary and JSON must equal the checked-in expectations.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn clickwatch() -> Command {
+    Command::cargo_bin("clickwatch").expect("binary built")
+}
+
+#[test]
+fn golden_day_reports() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden_batch");
+    let tmp = tempfile::tempdir().unwrap();
+    let (archive, reports) = (tmp.path().join("archive"), tmp.path().join("reports"));
+    clickwatch()
+        .args(["stream", "--no-console", "--input"])
+        .arg(golden.join("input.jsonl"))
+        .arg("--archive")
+        .arg(&archive)
+        .arg("--dead-letter")
+        .arg(tmp.path().join("d.jsonl"))
+        .assert()
+        .success();
+    for _ in 0..2 {
+        // Twice: re-running replaces the day's reports.
+        clickwatch()
+            .args(["batch", "--date", "2026-11-24", "--archive"])
+            .arg(&archive)
+            .arg("--reports")
+            .arg(&reports)
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("13 events"));
+    }
+    let day = reports.join("2026-11-24");
+    for f in ["segment_summary.csv", "user_segments.csv", "top_products.csv", "conversion_rates.csv", "summary.txt"] {
+        let got = std::fs::read_to_string(day.join(f)).unwrap();
+        let want = std::fs::read_to_string(golden.join("expected").join(f)).unwrap();
+        assert_eq!(got, want, "{f}");
+    }
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(day.join("report.json")).unwrap()).unwrap();
+    let obj = json.as_object_mut().unwrap();
+    assert!(obj.remove("generated_at").is_some());
+    assert_eq!(obj.remove("version").unwrap(), env!("CARGO_PKG_VERSION"));
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(golden.join("expected/report.json")).unwrap()).unwrap();
+    assert_eq!(json, want);
+    let html = std::fs::read_to_string(day.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("p5 (garden)"), "charts present");
+    assert!(!html.contains("http://") && !html.contains("https://"), "self-contained: no external URLs");
+    let leftovers: Vec<_> = std::fs::read_dir(&reports).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "no temporary directories left: {leftovers:?}");
+}
+
+#[test]
+fn a_day_without_data_is_reported_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    clickwatch()
+        .args(["batch", "--from", "2026-11-20", "--to", "2026-11-21", "--archive"])
+        .arg(tmp.path().join("empty-archive"))
+        .arg("--reports")
+        .arg(tmp.path().join("reports"))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("no data"));
+    for day in ["2026-11-20", "2026-11-21"] {
+        let text = std::fs::read_to_string(tmp.path().join("reports").join(day).join("summary.txt")).unwrap();
+        assert!(text.contains("No data for"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join("reports").join(day).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["has_data"], false);
+        assert_eq!(json["event_count"], 0);
+    }
+    clickwatch()
+        .args(["batch", "--date", "yesterday", "--archive", "x", "--reports", "y"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("date"));
+}
