@@ -53,7 +53,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if archive.exists() {
         std::fs::remove_dir_all(&archive).with_context(|| format!("clearing {}", archive.display()))?;
     }
-    config.archive = Some(crate::archive::ArchiveConfig::new(archive));
+    config.archive = Some(crate::archive::ArchiveConfig::new(archive.clone()));
     let cluster = ClusterArgs { workers: args.workers, processes: 1, process: 0, hostfile: None };
     let t = Instant::now();
     let metrics = stream::execute(&config, LineInput::File(events.clone()), &cluster)?;
@@ -62,6 +62,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     let alerts = read_alerts(&out.join("alerts.jsonl"))?;
     print_alert_table(&alerts);
+
+    // The batch layer over the archive the stream just wrote.
+    let t = Instant::now();
+    let reports = out.join("reports");
+    let day = crate::archive::parquet::event_date(gen.start_ms * 1000); // the generated day
+    let report = crate::batch::run_day(&archive, &day)?;
+    let dir = crate::batch::report::write(&reports, &report)?;
+    println!("\ndemo: batch for {day} in {:.1}s:\n", t.elapsed().as_secs_f64());
+    print!("{}", crate::batch::report::summary_text(&report));
     println!("\ndemo: outputs in {}:", out.display());
     for (name, what) in [
         ("events.jsonl", "generated input"),
@@ -70,9 +79,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ("dead-letters.jsonl", "refused input with reasons"),
         ("late-events.jsonl", "events that arrived after their windows closed"),
         ("archive/", "Parquet archive, events/event_date=YYYY-MM-DD/part-*.parquet (DuckDB, Spark, pyarrow)"),
+        ("reports/", "daily batch reports: CSVs, summary.txt, report.json, report.html"),
     ] {
         println!("  {:<40} {what}", out.join(name).display().to_string());
     }
+    println!("\ndemo: open {} in a browser for the day's charts", dir.join("report.html").display());
     Ok(())
 }
 
