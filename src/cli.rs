@@ -218,4 +218,11 @@ pub struct BatchArgs {
     /// Reports go to DIR/<date>/.
     #[arg(long)]
     pub reports: PathBuf,
+    /// Keep running: feed newly committed archive files to the dataflow as
+    /// updates and refresh the reports.
+    #[arg(long)]
+    pub follow: bool,
+    /// How often --follow looks for new files.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub poll: Duration,
 }

@@ -137,3 +137,71 @@ fn one_million_events_agree_with_duckdb() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `batch --follow`: after each archive commit (and after a compaction),
+/// the followed reports equal a one-shot run over the same files.
+#[test]
+fn follow_mode_equals_one_shot_after_every_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (archive, followed, once) = (tmp.path().join("archive"), tmp.path().join("followed"), tmp.path().join("once"));
+    std::fs::create_dir_all(&archive).unwrap();
+    let mut follower = std::process::Command::new(assert_cmd::cargo::cargo_bin("clickwatch"))
+        .args(["batch", "--follow", "--poll", "100ms", "--date", "2026-11-24", "--archive"])
+        .arg(&archive)
+        .arg("--reports")
+        .arg(&followed)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let read_json = |dir: &Path| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(dir.join("2026-11-24/report.json")).ok()?;
+        let mut v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        v.as_object_mut()?.remove("generated_at");
+        Some(v)
+    };
+    let files = ["segment_summary.csv", "user_segments.csv", "top_products.csv", "conversion_rates.csv", "summary.txt"];
+    let mut check = |step: &str| {
+        clickwatch()
+            .args(["batch", "--date", "2026-11-24", "--archive"])
+            .arg(&archive)
+            .arg("--reports")
+            .arg(&once)
+            .assert()
+            .success();
+        let want = read_json(&once).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while read_json(&followed).as_ref() != Some(&want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{step}: follow mode did not converge to the one-shot report"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for f in files {
+            let a = std::fs::read_to_string(followed.join("2026-11-24").join(f)).unwrap();
+            assert_eq!(a, std::fs::read_to_string(once.join("2026-11-24").join(f)).unwrap(), "{step}: {f}");
+        }
+    };
+    for seed in ["1", "2", "3"] {
+        let input = tmp.path().join(format!("e{seed}.jsonl"));
+        clickwatch()
+            .args(["generate", "--events", "20000", "--duplicate-share", "0.02", "--seed", seed, "--output"])
+            .arg(&input)
+            .assert()
+            .success();
+        clickwatch()
+            .args(["stream", "--no-console", "--input"])
+            .arg(&input)
+            .arg("--archive")
+            .arg(&archive)
+            .arg("--dead-letter")
+            .arg(tmp.path().join("d.jsonl"))
+            .assert()
+            .success();
+        check(&format!("after input {seed}"));
+    }
+    clickwatch().args(["compact", "--date", "2026-11-24", "--archive"]).arg(&archive).assert().success();
+    check("after compaction");
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+}

@@ -8,8 +8,13 @@ pub mod metrics;
 pub mod report;
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
+
+use differential_dataflow::input::InputSession;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
 
 use anyhow::Context;
 
@@ -64,22 +69,96 @@ impl DailyReport {
 
 /// Computes the report of `date` from the archive at `archive`.
 pub fn run_day(archive: &Path, date: &str) -> anyhow::Result<DailyReport> {
-    let files: Vec<String> = snapshot(archive)?.into_iter().filter(|f| f.date == date).map(|f| f.path).collect();
-    let archive = archive.to_owned();
-    let date = date.to_string();
-    timely::execute_directly(move |worker| -> anyhow::Result<DailyReport> {
-        let outputs = Rc::new(RefCell::new(Outputs::default()));
-        let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
-        for f in &files {
-            let path = archive.join(f);
-            for row in read_file(&path).with_context(|| format!("reading {}", path.display()))? {
-                input.insert(BatchEvent::from(&row.event));
-            }
+    let last = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let keep = last.clone();
+    follow(archive, &[date.to_string()], Duration::ZERO, move |r| {
+        if let Ok(mut slot) = keep.lock() {
+            *slot = Some(r.clone());
         }
-        input.advance_to(1);
-        input.flush();
-        worker.step_while(|| probe.less_than(input.time()));
-        let report = DailyReport::from_outputs(&date, files, &outputs.borrow());
-        Ok(report)
+        Ok(false) // one round: a one-shot run
+    })?;
+    let report = last.lock().ok().and_then(|mut s| s.take());
+    report.ok_or_else(|| anyhow::anyhow!("no report computed for {date}"))
+}
+
+/// One date's dataflow and the files it has been fed.
+struct Day {
+    date: String,
+    input: InputSession<u64, BatchEvent, isize>,
+    probe: ProbeHandle<u64>,
+    outputs: Rc<RefCell<Outputs>>,
+    /// Files fed so far, with their rows (to retract if compaction removes them).
+    loaded: BTreeMap<String, Vec<BatchEvent>>,
+}
+
+/// Keeps the reports of `dates` up to date: every `poll`, files committed
+/// (or removed by compaction) since the last round are fed to the same
+/// differential dataflow as updates, and `on_report` gets the report of
+/// every date that changed (all of them in the first round). Stops when
+/// `on_report` returns `false`.
+pub fn follow(
+    archive: &Path,
+    dates: &[String],
+    poll: Duration,
+    on_report: impl FnMut(&DailyReport) -> anyhow::Result<bool> + Send + 'static,
+) -> anyhow::Result<()> {
+    let archive = archive.to_owned();
+    let dates = dates.to_vec();
+    // The dataflow needs a worker; `execute_directly` runs it on this thread.
+    let on_report = std::sync::Mutex::new(on_report);
+    timely::execute_directly(move |worker| -> anyhow::Result<()> {
+        let mut days: Vec<Day> = dates
+            .iter()
+            .map(|date| {
+                let outputs = Rc::new(RefCell::new(Outputs::default()));
+                let (input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
+                Day { date: date.clone(), input, probe, outputs, loaded: BTreeMap::new() }
+            })
+            .collect();
+        let mut round = 0u64;
+        loop {
+            let live = snapshot(&archive)?;
+            let mut changed = vec![round == 0; days.len()];
+            for (i, day) in days.iter_mut().enumerate() {
+                let want: BTreeMap<&str, ()> =
+                    live.iter().filter(|f| f.date == day.date).map(|f| (f.path.as_str(), ())).collect();
+                let gone: Vec<String> = day.loaded.keys().filter(|p| !want.contains_key(p.as_str())).cloned().collect();
+                for p in gone {
+                    for e in day.loaded.remove(&p).unwrap_or_default() {
+                        day.input.update(e, -1);
+                    }
+                    changed[i] = true;
+                }
+                let new: Vec<&str> = want.keys().filter(|p| !day.loaded.contains_key(**p)).copied().collect();
+                for p in new {
+                    let path = archive.join(p);
+                    let rows: Vec<BatchEvent> = read_file(&path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .iter()
+                        .map(|r| BatchEvent::from(&r.event))
+                        .collect();
+                    for e in &rows {
+                        day.input.insert(e.clone());
+                    }
+                    day.loaded.insert(p.to_string(), rows);
+                    changed[i] = true;
+                }
+                day.input.advance_to(round + 1);
+                day.input.flush();
+            }
+            worker.step_while(|| days.iter().any(|d| d.probe.less_than(d.input.time())));
+            let mut go_on = true;
+            for (day, _) in days.iter().zip(&changed).filter(|(_, c)| **c) {
+                let files = day.loaded.keys().cloned().collect();
+                let report = DailyReport::from_outputs(&day.date, files, &day.outputs.borrow());
+                let mut f = on_report.lock().map_err(|_| anyhow::anyhow!("report callback poisoned"))?;
+                go_on &= (*f)(&report)?;
+            }
+            if !go_on {
+                return Ok(());
+            }
+            round += 1;
+            std::thread::sleep(poll);
+        }
     })
 }

@@ -2,7 +2,7 @@
 
 use chrono::NaiveDate;
 
-use crate::batch::{report, run_day};
+use crate::batch::{follow, report, run_day};
 use crate::cli::BatchArgs;
 use crate::config::ConfigError;
 
@@ -39,6 +39,16 @@ pub fn days(args: &BatchArgs) -> Result<Vec<NaiveDate>, ConfigError> {
 }
 
 pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
+    if args.follow {
+        let dates: Vec<String> = days(args)?.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect();
+        let reports = args.reports.clone();
+        eprintln!("batch: following {} for {} (every {:?})", args.archive.display(), dates.join(", "), args.poll);
+        return follow(&args.archive, &dates, args.poll, move |r| {
+            let dir = report::write(&reports, r)?;
+            eprintln!("batch {}: {} events from {} files -> {}", r.date, r.events, r.input_files.len(), dir.display());
+            Ok(true)
+        });
+    }
     for day in days(args)? {
         let day = day.format("%Y-%m-%d").to_string();
         let started = std::time::Instant::now();
