@@ -160,7 +160,7 @@ fn follow_mode_equals_one_shot_after_every_change() {
         Some(v)
     };
     let files = ["segment_summary.csv", "user_segments.csv", "top_products.csv", "conversion_rates.csv", "summary.txt"];
-    let mut check = |step: &str| {
+    let check = |step: &str| {
         clickwatch()
             .args(["batch", "--date", "2026-11-24", "--archive"])
             .arg(&archive)
