@@ -130,6 +130,9 @@ pub fn follow(
                     changed[i] = true;
                 }
                 let new: Vec<&str> = want.keys().filter(|p| !day.loaded.contains_key(**p)).copied().collect();
+                let total: u64 = live.iter().filter(|f| new.contains(&f.path.as_str())).map(|f| f.rows).sum();
+                let mut progress = crate::progress::Progress::new("batch: reading archive rows", total);
+                let mut done = 0u64;
                 for p in new {
                     let path = archive.join(p);
                     let rows: Vec<BatchEvent> = read_file(&path)
@@ -140,9 +143,12 @@ pub fn follow(
                     for e in &rows {
                         day.input.insert(e.clone());
                     }
+                    done += rows.len() as u64;
+                    progress.set(done);
                     day.loaded.insert(p.to_string(), rows);
                     changed[i] = true;
                 }
+                progress.finish();
                 day.input.advance_to(round + 1);
                 day.input.flush();
             }
