@@ -3,6 +3,7 @@
 //! pure modules of `src/` (`window`, `alert`, `sources::ingest`).
 
 pub mod batch;
+pub mod kafka_source;
 pub mod operators;
 pub mod source;
 pub mod speed;

@@ -19,9 +19,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::{Operator, OutputBuilder};
+use timely::dataflow::operators::generic::{Operator, OutputBuilder, OutputBuilderSession};
+use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
@@ -30,10 +32,11 @@ use super::speed::Fatal;
 use crate::archive::writer::Piece;
 use crate::config::Validated;
 use crate::event::timestamp::now_micros;
-use crate::event::{Limits, Micros};
+use crate::event::{DeadLetter, Limits, Micros};
 use crate::metrics::Metrics;
 use crate::sources::ingest::{decode_chunk, Batch, DecodedChunk, Ingestor, RawBody, RawChunk};
 use crate::sources::lines::{self, Chunk, LineInput};
+use crate::window::engine::WindowEvent;
 
 /// Chunks (≈256 KiB each) read per activation before yielding to the other
 /// operators, so windows close and sinks drain while reading.
@@ -157,6 +160,30 @@ fn decode<'s>(
     })
 }
 
+/// An output of a source operator.
+pub(super) type Out<'a, D> = OutputBuilderSession<'a, Micros, CapacityContainerBuilder<Vec<D>>>;
+
+/// Sends a classified batch's window events (at their pane times) and
+/// rejects; `caps` are the source's capabilities, windows first.
+pub(super) fn give_batch(
+    batch: &mut Batch,
+    caps: &[Capability<Micros>],
+    out_w: &mut Out<'_, WindowEvent>,
+    out_r: &mut Out<'_, DeadLetter>,
+) {
+    // One session per timely time (pane starts: few distinct values).
+    batch.windows.sort_by_key(|(t, _)| *t);
+    let mut events = batch.windows.drain(..).peekable();
+    while let Some(&(t, _)) = events.peek() {
+        let cap = caps[0].delayed(&t);
+        let run = std::iter::from_fn(|| events.next_if(|(u, _)| *u == t).map(|(_, e)| e));
+        out_w.session(&cap).give_iterator(run);
+    }
+    if !batch.rejects.is_empty() {
+        out_r.session(&caps[1]).give_iterator(batch.rejects.drain(..));
+    }
+}
+
 /// Worker 0: classifies decoded chunks in input order and publishes the
 /// watermark as its capability.
 fn sequence<'s>(
@@ -207,17 +234,7 @@ fn sequence<'s>(
                     let rows = std::mem::take(&mut batch.archive);
                     out_a.session(&cs[2]).give(Piece { partition, rows, through, ingest_time: now });
                 }
-                // One session per timely time (pane starts: few distinct values).
-                batch.windows.sort_by_key(|(t, _)| *t);
-                let mut events = batch.windows.drain(..).peekable();
-                while let Some(&(t, _)) = events.peek() {
-                    let cap = cs[0].delayed(&t);
-                    let run = std::iter::from_fn(|| events.next_if(|(u, _)| *u == t).map(|(_, e)| e));
-                    out_w.session(&cap).give_iterator(run);
-                }
-                if !batch.rejects.is_empty() {
-                    out_r.session(&cs[1]).give_iterator(batch.rejects.drain(..));
-                }
+                give_batch(&mut batch, cs, &mut out_w, &mut out_r);
             }
             ingestor.publish(&metrics);
             if frontiers[0].is_empty() && pending.is_empty() {

@@ -17,12 +17,15 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, bail};
 use timely::worker::Worker;
 
+use super::kafka_source::{kafka_source, KafkaInput};
 use super::operators::{self, SpeedOut};
 use super::source;
 use crate::archive::writer::ArchiveWriter;
+use crate::archive::writer::Piece;
 use crate::archive::ArchiveConfig;
 use crate::config::{SinksSection, Validated};
 use crate::event::{DeadLetter, Micros, Reason};
+use crate::kafka::KafkaSection;
 use crate::metrics::Metrics;
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::AlertSinks;
@@ -46,10 +49,21 @@ impl Fatal {
     }
 }
 
+/// What the speed layer reads.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file or stdin: one partition, read on worker 0, decoded everywhere.
+    Lines(LineInput),
+    /// A topic whose partitions are spread over every worker.
+    Kafka(KafkaInput),
+}
+
 /// Everything one `stream` run needs, shared by all workers.
 pub struct SpeedJob {
     pub cfg: Validated,
-    pub input: LineInput,
+    pub input: Input,
+    /// The Kafka client settings of the alert topic, when there is one.
+    pub kafka: Option<KafkaSection>,
     pub sinks: SinksSection,
     /// The archive and the identity of the input in its commit log.
     pub archive: Option<(ArchiveConfig, String)>,
@@ -74,8 +88,9 @@ pub fn run(job: SpeedJob, timely_config: timely::Config) -> anyhow::Result<()> {
 
 fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
     let first = worker.index() == 0;
-    let alert_sinks =
-        Rc::new(RefCell::new(first.then(|| AlertSinks::build(&job.sinks, job.metrics.clone())).transpose()?));
+    let alert_sinks = Rc::new(RefCell::new(
+        first.then(|| AlertSinks::build(&job.sinks, job.kafka.as_ref(), job.metrics.clone())).transpose()?,
+    ));
     let counts_file =
         Rc::new(RefCell::new(job.sinks.window_counts.as_deref().filter(|_| first).map(JsonlFile::create).transpose()?));
     let rejects = Rc::new(RefCell::new(first.then(|| RejectFiles::create(&job.sinks)).transpose()?));
@@ -86,14 +101,15 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
     }));
 
     worker.dataflow::<Micros, _, _>(|scope| {
-        let (windows, rejected, pieces) = source::line_source(
-            scope,
-            job.input.clone(),
-            &job.cfg,
-            job.archive.is_some(),
-            job.metrics.clone(),
-            job.fatal.clone(),
-        );
+        let archiving = job.archive.is_some();
+        let (windows, rejected, pieces) = match &job.input {
+            Input::Lines(lines) => {
+                source::line_source(scope, lines.clone(), &job.cfg, archiving, job.metrics.clone(), job.fatal.clone())
+            }
+            Input::Kafka(kafka) => {
+                kafka_source(scope, kafka, &job.cfg, archiving, job.metrics.clone(), job.fatal.clone())
+            }
+        };
         archive_sink(pieces, archive_writer.clone(), job.fatal.clone());
         let results = operators::windows(windows, &job.cfg, with_counts, job.metrics.clone());
 
@@ -161,12 +177,12 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hands archive pieces to the writer thread (worker 0, where the source
-/// classifies them), then commits the rest once the input is complete.
+/// Hands archive pieces to the writer thread on worker 0 (the one writer
+/// of the commit log), then commits the rest once the input is complete.
 fn archive_sink<'s>(pieces: source::Pieces<'s>, writer: Rc<RefCell<Option<ArchiveWriter>>>, fatal: Fatal) {
-    use timely::dataflow::channels::pact::Pipeline;
+    use timely::dataflow::channels::pact::Exchange;
     use timely::dataflow::operators::generic::Operator;
-    pieces.sink(Pipeline, "Archive", move |(input, frontier)| {
+    pieces.sink(Exchange::new(|_: &Piece| 0), "Archive", move |(input, frontier)| {
         input.for_each(|_time, data| {
             if let Some(w) = writer.borrow().as_ref() {
                 for piece in data.drain(..) {

@@ -84,14 +84,44 @@ pub struct GenerateArgs {
     /// Use the wall clock as event time (with --rate).
     #[arg(long)]
     pub realtime: bool,
+    /// Produce to Kafka (brokers host:port,...) instead of --output.
+    #[arg(long, value_name = "BROKERS", requires = "topic")]
+    pub kafka: Option<String>,
+    /// Topic to produce to (with --kafka); created if missing.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Partitions of the topic when it is created.
+    #[arg(long, default_value_t = 6)]
+    pub partitions: i32,
+    /// Message key, which decides the partition.
+    #[arg(long, value_enum, default_value = "product-id")]
+    pub key: crate::kafka::producer::KeyField,
+    /// TOML file whose [kafka.properties] (security settings) apply.
+    #[arg(long, env = "CLICKWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 #[command(disable_help_flag = true)]
 pub struct StreamArgs {
-    /// Input file, or - for stdin (one JSON event per line).
-    #[arg(long, short = 'i')]
-    pub input: String,
+    /// Input file, or - for stdin (one JSON event per line). Or use --kafka.
+    #[arg(long, short = 'i', required_unless_present = "kafka", conflicts_with = "kafka")]
+    pub input: Option<String>,
+    /// Read the topic --topic from these Kafka brokers (host:port,...).
+    #[arg(long, env = "CLICKWATCH_KAFKA", value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// The clickstream topic (with --kafka).
+    #[arg(long, env = "CLICKWATCH_TOPIC")]
+    pub topic: Option<String>,
+    /// Kafka consumer group (offsets are committed to it for lag tools).
+    #[arg(long, env = "CLICKWATCH_GROUP")]
+    pub group: Option<String>,
+    /// Stop when every partition reaches the end offset it had at start.
+    #[arg(long, env = "CLICKWATCH_UNTIL_END")]
+    pub until_end: bool,
+    /// Also send alerts to this Kafka topic (key = alert_id).
+    #[arg(long, env = "CLICKWATCH_ALERTS_TOPIC")]
+    pub alerts_topic: Option<String>,
     /// TOML configuration file (flags and CLICKWATCH_* variables override it).
     #[arg(long, env = "CLICKWATCH_CONFIG")]
     pub config: Option<PathBuf>,

@@ -130,6 +130,8 @@ pub struct StreamConfig {
     pub sinks: SinksSection,
     /// The Parquet archive; off unless configured or `--archive` is given.
     pub archive: Option<crate::archive::ArchiveConfig>,
+    /// Kafka source and alert topic settings (used with `--kafka`).
+    pub kafka: crate::kafka::KafkaSection,
 }
 
 fn micros(d: Duration) -> Micros {

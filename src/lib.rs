@@ -7,6 +7,7 @@ pub mod archive;
 pub mod batch;
 pub mod config;
 pub mod event;
+pub mod kafka;
 pub mod metrics;
 pub mod sinks;
 pub mod sources;

@@ -5,7 +5,9 @@
 //! hot path when bumped once per batch. The summary printed at the end of
 //! `stream` and (later) the Prometheus endpoint read the same values.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use crate::alert::AlertStatus;
 use crate::event::{EventKind, Reason};
@@ -36,8 +38,23 @@ pub struct Metrics {
     pub archive_bytes: AtomicU64,
     /// Rows not written again because the commit log already covers them.
     pub archive_skipped: AtomicU64,
+    /// Alerts not produced to the alert topic again after a restart.
+    pub kafka_alerts_skipped: AtomicU64,
     /// The published watermark (micros since epoch), max over sources.
     pub watermark: AtomicI64,
+    /// Per Kafka partition: its own watermark, lag and end offset.
+    pub partitions: Mutex<BTreeMap<u32, PartitionStat>>,
+}
+
+/// What is known of one source partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionStat {
+    /// W_p (micros since epoch), once the partition delivered an event.
+    pub watermark: Option<i64>,
+    /// Messages behind the partition's end (librdkafka's consumer lag).
+    pub lag: Option<i64>,
+    /// The partition's end offset when the lag was measured.
+    pub end_offset: Option<i64>,
 }
 
 impl Metrics {
@@ -55,6 +72,25 @@ impl Metrics {
 
     pub fn observe_watermark(&self, w: i64) {
         self.watermark.fetch_max(w, Relaxed);
+    }
+
+    pub fn observe_partition_watermark(&self, partition: u32, w: i64) {
+        if let Ok(mut map) = self.partitions.lock() {
+            map.entry(partition).or_default().watermark = Some(w);
+        }
+    }
+
+    pub fn observe_partition_lag(&self, partition: u32, lag: i64, end_offset: i64) {
+        if let Ok(mut map) = self.partitions.lock() {
+            let stat = map.entry(partition).or_default();
+            stat.lag = Some(lag);
+            stat.end_offset = Some(end_offset);
+        }
+    }
+
+    /// A copy of the per-partition table (empty without partitioned sources).
+    pub fn partition_stats(&self) -> BTreeMap<u32, PartitionStat> {
+        self.partitions.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     pub fn events(&self, kind: EventKind) -> u64 {

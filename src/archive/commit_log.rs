@@ -5,9 +5,9 @@
 //! commit is, in this order:
 //!
 //! 1. every data file written under a hidden temporary name and fsynced;
-//! 2. one record appended to the log and fsynced: the input range covered
-//!    (source id, partition, `[start, end)` positions) and the final names
-//!    of the files — the commit point;
+//! 2. one record appended to the log and fsynced: the input ranges covered
+//!    (source id; per partition, `[start, end)` positions) and the final
+//!    names of the files — the commit point, atomic for all partitions;
 //! 3. the temporary files renamed to their final names, the directories
 //!    fsynced.
 //!
@@ -38,16 +38,8 @@ pub struct FileEntry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
-    /// New rows from input `source`/`partition` positions `[start, end)`.
-    Append {
-        seq: u64,
-        source: String,
-        partition: u32,
-        start: u64,
-        end: u64,
-        files: Vec<FileEntry>,
-        committed_at: String,
-    },
+    /// New rows from input `source`: of each partition, positions `[start, end)`.
+    Append { seq: u64, source: String, ranges: Vec<InputRange>, files: Vec<FileEntry>, committed_at: String },
     /// `removed` files of `date` were merged into `files`.
     Compact { seq: u64, date: String, removed: Vec<String>, files: Vec<FileEntry>, committed_at: String },
 }
@@ -64,6 +56,15 @@ impl Record {
             Record::Append { files, .. } | Record::Compact { files, .. } => files,
         }
     }
+}
+
+/// Positions `[start, end)` of one input partition (byte offsets of a
+/// file, offsets of a Kafka partition).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputRange {
+    pub partition: u32,
+    pub start: u64,
+    pub end: u64,
 }
 
 /// The hidden name a data file is written under before its commit.
@@ -128,19 +129,21 @@ impl CommitLog {
     fn apply(&mut self, r: &Record) {
         self.next_seq = self.next_seq.max(r.seq() + 1);
         match r {
-            Record::Append { source, partition, start, end, .. } => {
-                let ranges = self.ranges.entry((source.clone(), *partition)).or_default();
-                ranges.push((*start, *end));
-                ranges.sort_unstable();
-                // Merge touching or overlapping ranges.
-                let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-                for &(s, e) in ranges.iter() {
-                    match merged.last_mut() {
-                        Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                        _ => merged.push((s, e)),
+            Record::Append { source, ranges: covered, .. } => {
+                for r in covered {
+                    let ranges = self.ranges.entry((source.clone(), r.partition)).or_default();
+                    ranges.push((r.start, r.end));
+                    ranges.sort_unstable();
+                    // Merge touching or overlapping ranges.
+                    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+                    for &(s, e) in ranges.iter() {
+                        match merged.last_mut() {
+                            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                            _ => merged.push((s, e)),
+                        }
                     }
+                    *ranges = merged;
                 }
-                *ranges = merged;
             }
             Record::Compact { removed, .. } => {
                 for p in removed {

@@ -11,9 +11,7 @@ fn append(seq: u64, start: u64, end: u64, files: &[&str]) -> Record {
     Record::Append {
         seq,
         source: "file:x".into(),
-        partition: 0,
-        start,
-        end,
+        ranges: vec![InputRange { partition: 0, start, end }],
         files: files.iter().map(|f| entry(f)).collect(),
         committed_at: "t".into(),
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
-use super::commit_log::{temp_path, CommitLog, FileEntry, Record};
+use super::commit_log::{temp_path, CommitLog, FileEntry, InputRange, Record};
 use super::parquet::{day_of, event_date, ArchiveRow, PartWriter, BATCH_ROWS};
 use super::ArchiveConfig;
 use crate::event::timestamp::{format_rfc3339, now_micros};
@@ -190,22 +190,20 @@ impl State {
             files.push(FileEntry { path: part.rel, date: part.date, rows, bytes });
         }
         self.opened = 0;
-        // One record per partition range; the files go with the first.
-        let ranges = std::mem::take(&mut self.range);
-        let mut files = Some(files);
-        for (i, (partition, (start, end))) in ranges.into_iter().enumerate() {
-            let record = Record::Append {
-                seq: seq + i as u64,
-                source: self.source.clone(),
-                partition,
-                start,
-                end,
-                files: files.take().unwrap_or_default(),
-                committed_at: format_rfc3339(now_micros()),
-            };
-            self.metrics.archive_files.fetch_add(record.files().len() as u64, Relaxed);
-            self.log.commit(record)?;
-        }
+        // One record for every partition: the commit is atomic across them.
+        let ranges = std::mem::take(&mut self.range)
+            .into_iter()
+            .map(|(partition, (start, end))| InputRange { partition, start, end })
+            .collect();
+        let record = Record::Append {
+            seq,
+            source: self.source.clone(),
+            ranges,
+            files,
+            committed_at: format_rfc3339(now_micros()),
+        };
+        self.metrics.archive_files.fetch_add(record.files().len() as u64, Relaxed);
+        self.log.commit(record)?;
         self.rows = 0;
         self.oldest = None;
         Ok(())

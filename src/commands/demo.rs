@@ -56,7 +56,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     config.archive = Some(crate::archive::ArchiveConfig::new(archive.clone()));
     let cluster = ClusterArgs { workers: args.workers, processes: 1, process: 0, hostfile: None };
     let t = Instant::now();
-    let metrics = stream::execute(&config, LineInput::File(events.clone()), &cluster)?;
+    let metrics = stream::execute(&config, Some(LineInput::File(events.clone())), &cluster)?;
     let secs = t.elapsed().as_secs_f64();
     println!("{}", stream::summary(&metrics, secs, &config));
 

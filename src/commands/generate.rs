@@ -66,10 +66,33 @@ pub fn write(cfg: &GenerateConfig, path: &str) -> anyhow::Result<GenerateStats> 
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let cfg = config(args)?;
-    let stats = write(&cfg, &args.output)?;
+    let (stats, to) = match (&args.kafka, &args.topic) {
+        (Some(brokers), Some(topic)) => {
+            (produce(&cfg, args, brokers, topic)?, format!("kafka {brokers} topic {topic}"))
+        }
+        _ => (write(&cfg, &args.output)?, args.output.clone()),
+    };
     eprintln!(
-        "generate: {} lines ({} valid, {} malformed, {} duplicates, {} late), {} bytes -> {}",
-        stats.lines, stats.valid, stats.malformed, stats.duplicates, stats.late, stats.bytes, args.output
+        "generate: {} lines ({} valid, {} malformed, {} duplicates, {} late), {} bytes -> {to}",
+        stats.lines, stats.valid, stats.malformed, stats.duplicates, stats.late, stats.bytes
     );
     Ok(())
+}
+
+/// `generate --kafka`: the same lines, one message each.
+fn produce(cfg: &GenerateConfig, args: &GenerateArgs, brokers: &str, topic: &str) -> anyhow::Result<GenerateStats> {
+    let mut kafka = match &args.config {
+        Some(path) => crate::config::StreamConfig::load(path)?.kafka,
+        None => crate::kafka::KafkaSection::default(),
+    };
+    kafka.brokers = Some(brokers.to_owned());
+    kafka.validate(false)?;
+    if args.partitions < 1 {
+        return Err(ConfigError::Invalid { key: "partitions", message: "must be at least 1".into() }.into());
+    }
+    crate::kafka::ensure_topic(&kafka, topic, args.partitions)?;
+    let mut progress = crate::progress::Progress::new("generate", cfg.events);
+    let stats = crate::kafka::producer::produce(&kafka, topic, args.key, cfg, &mut |n| progress.set(n))?;
+    progress.finish();
+    Ok(stats)
 }

@@ -7,7 +7,9 @@ use crate::archive::writer::file_source_id;
 use crate::archive::ArchiveConfig;
 use crate::cli::{ClusterArgs, StreamArgs};
 use crate::config::{ConfigError, StreamConfig};
-use crate::dataflows::speed::{self, Fatal, SpeedJob};
+use crate::dataflows::kafka_source::KafkaInput;
+use crate::dataflows::speed::{self, Fatal, Input, SpeedJob};
+use crate::kafka::{self, consumer::StartAt};
 use crate::metrics::Metrics;
 use crate::sinks::webhook::WebhookConfig;
 use crate::sources::lines::LineInput;
@@ -54,6 +56,22 @@ pub fn resolve_config(args: &StreamArgs) -> Result<StreamConfig, ConfigError> {
             a.roll_age = v;
         }
     }
+    let k = &mut c.kafka;
+    if let Some(v) = &args.kafka {
+        k.brokers = Some(v.clone());
+    }
+    if let Some(v) = &args.topic {
+        k.topic = Some(v.clone());
+    }
+    if let Some(v) = &args.group {
+        k.group = v.clone();
+    }
+    if args.until_end {
+        k.until_end = true;
+    }
+    if let Some(v) = &args.alerts_topic {
+        k.alerts_topic = Some(v.clone());
+    }
     if let Some(v) = args.max_event_bytes {
         c.input.max_event_bytes = v;
     }
@@ -86,18 +104,35 @@ pub fn resolve_config(args: &StreamArgs) -> Result<StreamConfig, ConfigError> {
 pub fn run(args: &StreamArgs) -> anyhow::Result<Arc<Metrics>> {
     let config = resolve_config(args)?;
     let started = Instant::now();
-    let metrics = execute(&config, LineInput::parse(&args.input), &args.cluster)?;
+    let input = args.input.as_deref().map(LineInput::parse);
+    let metrics = execute(&config, input, &args.cluster)?;
     if args.cluster.process == 0 {
         eprintln!("{}", summary(&metrics, started.elapsed().as_secs_f64(), &config));
     }
     Ok(metrics)
 }
 
-/// Runs the speed layer to the end of its input; returns its metrics.
-pub fn execute(config: &StreamConfig, input: LineInput, cluster: &ClusterArgs) -> anyhow::Result<Arc<Metrics>> {
+/// Runs the speed layer to the end of its input (`lines`, else the Kafka
+/// topic of the configuration); returns its metrics.
+pub fn execute(config: &StreamConfig, lines: Option<LineInput>, cluster: &ClusterArgs) -> anyhow::Result<Arc<Metrics>> {
     let validated = config.validate()?;
+    let uses_kafka = lines.is_none() || config.kafka.alerts_topic.is_some();
+    if uses_kafka {
+        config.kafka.validate(lines.is_none())?;
+    }
     let timely = timely_config(cluster)?;
     let metrics = Arc::new(Metrics::default());
+    let input = match lines {
+        Some(l) => Input::Lines(l),
+        None => Input::Kafka(KafkaInput {
+            partitions: kafka::partitions(&config.kafka, config.kafka.topic())?,
+            cfg: config.kafka.clone(),
+            // With an archive, a (re)start replays the topic: windows are
+            // rebuilt, the commit log drops what is archived, and the alert
+            // topic drops what it has (see sinks::kafka).
+            start: if config.archive.is_some() { StartAt::Beginning } else { StartAt::Committed },
+        }),
+    };
     let archive = match &config.archive {
         Some(a) => Some((a.clone(), archive_source_id(&input)?)),
         None => None,
@@ -106,6 +141,7 @@ pub fn execute(config: &StreamConfig, input: LineInput, cluster: &ClusterArgs) -
         cfg: validated,
         archive,
         input,
+        kafka: uses_kafka.then(|| config.kafka.clone()),
         sinks: config.sinks.clone(),
         metrics: metrics.clone(),
         fatal: Fatal::default(),
@@ -116,10 +152,12 @@ pub fn execute(config: &StreamConfig, input: LineInput, cluster: &ClusterArgs) -
 
 /// How the input is named in the archive's commit log: files by content,
 /// so re-running one is recognised; stdin is never the same input twice.
-fn archive_source_id(input: &LineInput) -> anyhow::Result<String> {
+/// Kafka topics by name: offsets identify their messages for good.
+fn archive_source_id(input: &Input) -> anyhow::Result<String> {
     match input {
-        LineInput::File(p) => file_source_id(p),
-        LineInput::Stdin => Ok(format!("stdin:{}", crate::event::timestamp::now_micros())),
+        Input::Lines(LineInput::File(p)) => file_source_id(p),
+        Input::Lines(LineInput::Stdin) => Ok(format!("stdin:{}", crate::event::timestamp::now_micros())),
+        Input::Kafka(k) => Ok(k.name()),
     }
 }
 

@@ -1,5 +1,5 @@
-//! Where results go: alert sinks (console, JSONL file, webhook; Kafka comes
-//! with the Kafka source) and record files (dead letters, late events,
+//! Where results go: alert sinks (console, JSONL file, webhook, Kafka
+//! topic) and record files (dead letters, late events,
 //! window counts).
 //!
 //! [`AlertSinks`] is built once from the validated sink configuration and
@@ -8,29 +8,36 @@
 
 pub mod console;
 pub mod jsonl;
+pub mod kafka;
 pub mod webhook;
 
 use std::sync::Arc;
 
 use crate::alert::Alert;
 use crate::config::SinksSection;
+use crate::kafka::KafkaSection;
 use crate::metrics::Metrics;
 use jsonl::JsonlFile;
+use kafka::KafkaAlertSink;
 use webhook::WebhookSink;
 
 pub struct AlertSinks {
     console: bool,
     file: Option<JsonlFile>,
     webhook: Option<WebhookSink>,
+    kafka: Option<KafkaAlertSink>,
     metrics: Arc<Metrics>,
 }
 
 impl AlertSinks {
-    pub fn build(cfg: &SinksSection, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    /// `kafka`: the client settings, whose `alerts_topic` (if set) is a sink.
+    pub fn build(cfg: &SinksSection, kafka: Option<&KafkaSection>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let topic = kafka.and_then(|k| k.alerts_topic.as_deref().map(|t| (k, t)));
         Ok(AlertSinks {
             console: cfg.console,
             file: cfg.alerts_file.as_deref().map(JsonlFile::create).transpose()?,
             webhook: cfg.webhook.as_ref().map(|w| WebhookSink::start(w, metrics.clone())).transpose()?,
+            kafka: topic.map(|(k, t)| KafkaAlertSink::start(k, t)).transpose()?,
             metrics,
         })
     }
@@ -40,12 +47,15 @@ impl AlertSinks {
         if self.console {
             console::print(alert);
         }
-        if self.file.is_none() && self.webhook.is_none() {
+        if self.file.is_none() && self.webhook.is_none() && self.kafka.is_none() {
             return Ok(());
         }
         let line = alert.to_json_line();
         if let Some(f) = &mut self.file {
             f.write_line(&line)?;
+        }
+        if let Some(k) = &mut self.kafka {
+            k.emit(alert, &line)?;
         }
         if let Some(w) = &self.webhook {
             w.send(line);
@@ -55,6 +65,9 @@ impl AlertSinks {
 
     /// Makes emitted alerts visible to readers of the file.
     pub fn flush(&mut self) -> anyhow::Result<()> {
+        if let Some(k) = &mut self.kafka {
+            k.flush();
+        }
         match &mut self.file {
             Some(f) => f.flush(),
             None => Ok(()),
@@ -67,6 +80,10 @@ impl AlertSinks {
         }
         if let Some(w) = self.webhook {
             w.finish()?;
+        }
+        if let Some(k) = self.kafka {
+            self.metrics.kafka_alerts_skipped.fetch_add(k.skipped, std::sync::atomic::Ordering::Relaxed);
+            k.finish()?;
         }
         Ok(())
     }

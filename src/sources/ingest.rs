@@ -14,6 +14,7 @@
 use compact_str::CompactString;
 
 use crate::event::{decode, DeadLetter, Event, Limits, Micros, Reason};
+use crate::kafka::consumer::MessageBatch;
 use crate::metrics::Metrics;
 use crate::window::clock::{ClockConfig, Fate, SourceClock};
 use crate::window::engine::WindowEvent;
@@ -110,6 +111,47 @@ pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros,
     out
 }
 
+/// Most of a refused message kept in its dead letter, like over-long lines.
+const MAX_RAW_KEPT: usize = 4096;
+
+/// Decodes one partition's batch of Kafka messages (one event per message;
+/// an empty or null payload is refused like any other bad input). Positions
+/// are offsets, and `end` is just past the last one.
+pub fn decode_messages(
+    batch: &MessageBatch,
+    seq: u64,
+    limits: &Limits,
+    source: &str,
+    now: Micros,
+    metrics: &Metrics,
+) -> DecodedChunk {
+    let mut out = DecodedChunk { seq, partition: batch.partition, ..DecodedChunk::default() };
+    out.end = batch.offsets.last().map_or(0, |o| o + 1);
+    out.events.reserve(batch.offsets.len());
+    let mut dead = [0u64; Reason::ALL.len()];
+    for (offset, payload) in batch.iter() {
+        match decode(payload, limits, now) {
+            Ok(ev) => out.events.push((offset, ev)),
+            Err(e) => {
+                dead[e.reason.index()] += 1;
+                out.rejects.push(DeadLetter {
+                    raw: String::from_utf8_lossy(&payload[..payload.len().min(MAX_RAW_KEPT)]).into_owned(),
+                    reason: e.reason,
+                    detail: e.detail,
+                    source: format!("{source}/{}:{offset}", batch.partition),
+                    received_at: now,
+                });
+            }
+        }
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    for (i, n) in dead.iter().enumerate().filter(|(_, n)| **n > 0) {
+        metrics.dead_letters[i].fetch_add(*n, Relaxed);
+    }
+    metrics.bytes_in.fetch_add(batch.data.len() as u64, Relaxed);
+    out
+}
+
 /// What one batch of input produced, each record with its timely time.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -134,6 +176,8 @@ pub struct Ingestor {
     clock: SourceClock,
     keep_events: bool,
     source: String,
+    /// Name positions `source/partition:position` (several partitions).
+    partitioned: bool,
     tally: Tally,
 }
 
@@ -141,7 +185,14 @@ impl Ingestor {
     /// `source` names the input in late-event records; `keep_events` fills
     /// `Batch::archive`.
     pub fn new(clock: ClockConfig, source: String, keep_events: bool) -> Self {
-        Ingestor { clock: SourceClock::new(clock), keep_events, source, tally: Tally::default() }
+        Ingestor { clock: SourceClock::new(clock), keep_events, source, partitioned: false, tally: Tally::default() }
+    }
+
+    /// For sources of several partitions (Kafka): positions in late-event
+    /// records name the partition too.
+    pub fn partitioned(mut self) -> Self {
+        self.partitioned = true;
+        self
     }
 
     pub fn clock(&mut self) -> &mut SourceClock {
@@ -186,7 +237,10 @@ impl Ingestor {
                         "every window of {} had closed",
                         crate::event::timestamp::format_rfc3339(event.time)
                     ),
-                    source: format!("{}:{position}", self.source),
+                    source: match self.partitioned {
+                        true => format!("{}/{partition}:{position}", self.source),
+                        false => format!("{}:{position}", self.source),
+                    },
                     received_at: now,
                 });
             }

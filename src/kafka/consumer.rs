@@ -1,0 +1,332 @@
+//! The Kafka source's reader: one thread per timely worker, owning one
+//! consumer that is *assigned* the worker's partitions (no group
+//! rebalancing: which worker reads which partition is fixed by the cluster
+//! layout, which is what keeps per-partition order and watermarks exact).
+//!
+//! The thread polls librdkafka and hands the worker batches of one
+//! partition's messages (payloads copied into one buffer), waking the
+//! worker through a `SyncActivator`. The channel is bounded, so a slow
+//! dataflow slows the consumer instead of buffering without limit. Broker
+//! outages are not errors here: librdkafka reconnects by itself, and the
+//! thread only logs what it sees.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientContext;
+use timely::scheduling::SyncActivator;
+
+use super::{KafkaSection, REQUEST_TIMEOUT};
+use crate::metrics::Metrics;
+
+/// Messages per batch handed to the worker, and the payload bytes that end
+/// a batch early: large enough to amortise channel and scheduling costs,
+/// small enough that the decoded vectors stay in cache.
+const BATCH_MESSAGES: usize = 2048;
+const BATCH_BYTES: usize = 256 << 10;
+
+/// Consecutive messages of one partition.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MessageBatch {
+    pub partition: u32,
+    /// Offset of each message, ascending.
+    pub offsets: Vec<u64>,
+    /// End of each message's payload in `data` (start = previous end).
+    pub ends: Vec<u32>,
+    pub data: Vec<u8>,
+}
+
+impl MessageBatch {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        self.offsets
+            .iter()
+            .zip(starts.zip(self.ends.iter()))
+            .map(|(o, (s, e))| (*o, &self.data[s as usize..*e as usize]))
+    }
+
+    fn push(&mut self, offset: u64, payload: &[u8]) {
+        self.offsets.push(offset);
+        self.data.extend_from_slice(payload);
+        // Payloads are capped far below 4 GiB by Kafka's message.max.bytes.
+        self.ends.push(u32::try_from(self.data.len()).unwrap_or(u32::MAX));
+    }
+
+    fn is_full(&self) -> bool {
+        self.offsets.len() >= BATCH_MESSAGES || self.data.len() >= BATCH_BYTES
+    }
+}
+
+/// What the reader thread sends to its worker.
+#[derive(Debug)]
+pub enum Fetched {
+    Batch(MessageBatch),
+    /// A bounded (`until_end`) partition reached its end offset.
+    End(u32),
+    /// The consumer cannot go on (e.g. a bad configuration).
+    Failed(String),
+}
+
+/// Where one partition starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest offset the broker still has.
+    Beginning,
+    /// The offset the consumer group committed (else the beginning).
+    Committed,
+    Offset(u64),
+}
+
+/// One worker's share of the topic.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub topic: String,
+    pub partitions: Vec<(u32, StartAt)>,
+}
+
+/// Feeds librdkafka's statistics (every few seconds) into the metrics:
+/// consumer lag and high offset per partition.
+struct StatsContext {
+    topic: String,
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for StatsContext {
+    fn stats(&self, stats: Statistics) {
+        let Some(t) = stats.topics.get(&self.topic) else { return };
+        for (id, p) in &t.partitions {
+            if let Ok(id) = u32::try_from(*id) {
+                if p.consumer_lag >= 0 {
+                    self.metrics.observe_partition_lag(id, p.consumer_lag, p.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for StatsContext {}
+
+/// Starts the reader of `assignment`; `until_end` bounds each partition by
+/// the end offset it had at start.
+pub fn spawn(
+    cfg: &KafkaSection,
+    assignment: Assignment,
+    until_end: bool,
+    metrics: Arc<Metrics>,
+    activator: SyncActivator,
+) -> anyhow::Result<(Receiver<Fetched>, JoinHandle<()>)> {
+    let context = StatsContext { topic: assignment.topic.clone(), metrics };
+    let consumer: BaseConsumer<StatsContext> = cfg
+        .client_config()
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000")
+        // Prefetch generously: the worker takes whole batches at a time.
+        .set("queued.max.messages.kbytes", "262144")
+        .set("fetch.max.bytes", "52428800")
+        .create_with_context(context)
+        .context("creating the Kafka consumer")?;
+    let topic = assignment.topic;
+    let committed = if assignment.partitions.iter().any(|(_, s)| *s == StartAt::Committed) {
+        let mut tpl = TopicPartitionList::new();
+        for (p, _) in &assignment.partitions {
+            tpl.add_partition(&topic, *p as i32);
+        }
+        Some(consumer.committed_offsets(tpl, REQUEST_TIMEOUT).context("reading the group's committed offsets")?)
+    } else {
+        None
+    };
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    let mut empty = Vec::new();
+    for (p, start) in assignment.partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, p as i32, REQUEST_TIMEOUT)
+            .with_context(|| format!("reading the offsets of {topic}/{p}"))?;
+        let (low, high) = (u64::try_from(low).unwrap_or(0), u64::try_from(high).unwrap_or(0));
+        let wanted = match start {
+            StartAt::Beginning => low,
+            StartAt::Offset(o) => o,
+            StartAt::Committed => match committed.as_ref().and_then(|c| c.find_partition(&topic, p as i32)) {
+                Some(e) => match e.offset() {
+                    Offset::Offset(o) => u64::try_from(o).unwrap_or(0),
+                    _ => low,
+                },
+                None => low,
+            },
+        };
+        if wanted < low {
+            log::warn!(
+                "{topic}/{p}: offsets {wanted}..{low} are no longer on the broker (retention); starting at {low}"
+            );
+        }
+        let at = wanted.max(low);
+        tpl.add_partition_offset(&topic, p as i32, Offset::Offset(at as i64)).context("assigning a partition")?;
+        if until_end {
+            if at >= high {
+                empty.push(p);
+            } else {
+                ends.insert(p, high);
+            }
+        }
+    }
+    consumer.assign(&tpl).context("assigning partitions to the consumer")?;
+    let (tx, rx) = bounded(16);
+    let handle = std::thread::Builder::new()
+        .name("kafka-reader".into())
+        .spawn(move || {
+            let reader = Reader { consumer, tx, activator, ends, until_end, topic };
+            reader.run(empty)
+        })
+        .context("starting the Kafka reader thread")?;
+    Ok((rx, handle))
+}
+
+struct Reader {
+    consumer: BaseConsumer<StatsContext>,
+    tx: Sender<Fetched>,
+    activator: SyncActivator,
+    /// With `until_end`: the end offset of each partition not yet finished.
+    ends: BTreeMap<u32, u64>,
+    until_end: bool,
+    topic: String,
+}
+
+/// How often the read position is committed to the consumer group.
+const COMMIT_EVERY: Duration = Duration::from_secs(5);
+
+impl Reader {
+    /// `empty`: bounded partitions with nothing to read; they end at once.
+    fn run(mut self, empty: Vec<u32>) {
+        let mut pending: BTreeMap<u32, MessageBatch> = BTreeMap::new();
+        let mut last_warning = None::<Instant>;
+        let mut last_commit = Instant::now();
+        for p in empty {
+            if !self.send(Fetched::End(p)) {
+                return;
+            }
+        }
+        loop {
+            if self.until_end && self.ends.is_empty() {
+                return;
+            }
+            if last_commit.elapsed() >= COMMIT_EVERY {
+                self.commit_read();
+                last_commit = Instant::now();
+            }
+            // Drain what is buffered without waiting, then wait a little.
+            let wait = if pending.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+            match self.consumer.poll(wait) {
+                Some(Ok(m)) => {
+                    let p = m.partition() as u32;
+                    let offset = u64::try_from(m.offset()).unwrap_or(0);
+                    let batch = pending.entry(p).or_insert_with(|| MessageBatch { partition: p, ..Default::default() });
+                    batch.push(offset, m.payload().unwrap_or_default());
+                    let ended = self.ends.get(&p).is_some_and(|end| offset + 1 >= *end);
+                    if batch.is_full() || ended {
+                        let batch = pending.remove(&p).unwrap_or_default();
+                        if !self.send(Fetched::Batch(batch)) {
+                            return;
+                        }
+                    }
+                    if ended {
+                        self.ends.remove(&p);
+                        if !self.send(Fetched::End(p)) {
+                            return;
+                        }
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    // librdkafka retries and reconnects by itself; say what happens, sparingly.
+                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                        log::warn!("kafka consumer: {e}");
+                        last_warning = Some(Instant::now());
+                    }
+                    if is_fatal(&e) {
+                        let _ = self.send(Fetched::Failed(format!("kafka consumer: {e}")));
+                        return;
+                    }
+                }
+                None => {
+                    for (_, batch) in std::mem::take(&mut pending) {
+                        if !self.send(Fetched::Batch(batch)) {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the group how far this reader got, so Kafka's own tools show
+    /// clickwatch's lag. Restarts never rely on it when archiving: the
+    /// archive's commit log is what says which offsets are done.
+    fn commit_read(&self) {
+        if let Ok(tpl) = self.consumer.position() {
+            let read: Vec<_> = tpl
+                .elements()
+                .iter()
+                .filter(|e| matches!(e.offset(), Offset::Offset(_)))
+                .map(|e| (e.partition(), e.offset()))
+                .collect();
+            if read.is_empty() {
+                return;
+            }
+            let mut commit = TopicPartitionList::new();
+            for (p, o) in read {
+                let _ = commit.add_partition_offset(&self.topic, p, o);
+            }
+            if let Err(e) = self.consumer.commit(&commit, CommitMode::Async) {
+                log::debug!("kafka: committing read offsets: {e}");
+            }
+        }
+    }
+
+    /// False once the worker is gone (the run is stopping).
+    fn send(&self, f: Fetched) -> bool {
+        let ok = self.tx.send(f).is_ok();
+        ok && self.activator.activate().is_ok()
+    }
+}
+
+/// Errors no retry will fix.
+fn is_fatal(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::Fatal
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::InvalidConfig
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_keep_payload_boundaries() {
+        let mut b = MessageBatch { partition: 3, ..Default::default() };
+        b.push(10, b"{\"a\":1}");
+        b.push(11, b"");
+        b.push(12, b"x\ny");
+        let got: Vec<(u64, &[u8])> = b.iter().collect();
+        assert_eq!(got, vec![(10, &b"{\"a\":1}"[..]), (11, &b""[..]), (12, &b"x\ny"[..])]);
+    }
+}

@@ -1,0 +1,306 @@
+//! Kafka end to end against a real broker (KRaft, from Maven Central, see
+//! tests/support/kafka.rs): a 6-partition topic read by different cluster
+//! layouts, `kill -9` and restart, a broker restart mid-run, malformed
+//! messages. The archive is checked with pyarrow and DuckDB against the
+//! same generated events written to a file.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Std, Output, Stdio};
+use std::time::Duration;
+
+use assert_cmd::Command;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use support::kafka::Broker;
+
+const TOPIC: &str = "clicks";
+/// Messy input: malformed messages, duplicates and late events included.
+const SHAPE: [&str; 8] =
+    ["--malformed-share", "0.01", "--duplicate-share", "0.01", "--late-share", "0.005", "--seed", "11"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("clickwatch")
+}
+
+/// Produces `events` generated lines to a 6-partition topic and writes the
+/// same lines to `file`.
+fn produce(broker: &Broker, topic: &str, events: u64, file: &Path) {
+    let n = events.to_string();
+    Command::new(bin())
+        .args(["generate", "--events", &n, "--kafka", &broker.brokers(), "--topic", topic, "--partitions", "6"])
+        .args(SHAPE)
+        .assert()
+        .success();
+    Command::new(bin()).args(["generate", "--events", &n, "--output"]).arg(file).args(SHAPE).assert().success();
+}
+
+/// `stream` reading the topic to its end, alerts and dead letters in `dir`.
+fn stream(broker: &Broker, topic: &str, dir: &Path, extra: &[&str]) -> Std {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = Std::new(bin());
+    cmd.current_dir(dir)
+        .args(["stream", "--kafka", &broker.brokers(), "--topic", topic, "--until-end", "--no-console"])
+        .args(["--alerts-file", "alerts.jsonl", "--dead-letter", "dead.jsonl", "--archive", "archive"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run_ok(mut cmd: Std) -> Output {
+    let out = cmd.output().expect("run clickwatch");
+    assert!(out.status.success(), "stream failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Alerts without the two fields that depend on timing, sorted.
+fn alerts_of(lines: &str) -> Vec<String> {
+    let mut v: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            let mut a: Value = serde_json::from_str(l).unwrap();
+            let o = a.as_object_mut().unwrap();
+            o.remove("emitted_at");
+            o.remove("watermark");
+            a.to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn file_alerts(dir: &Path) -> Vec<String> {
+    alerts_of(&std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap())
+}
+
+/// Dead letters by (reason, source): where each refused message came from.
+fn dead_letters(dir: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(dir.join("dead.jsonl")).unwrap();
+    let mut v: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let d: Value = serde_json::from_str(l).unwrap();
+            (d["reason"].as_str().unwrap().to_owned(), d["source"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn python() -> PathBuf {
+    let out = Std::new("bash").arg(root().join("bench/venv.sh")).output().expect("run bench/venv.sh");
+    assert!(out.status.success(), "making the Python venv failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("bin/python")
+}
+
+/// The archive holds every valid input line exactly once (pyarrow + DuckDB).
+fn check_archive(input: &Path, archive: &Path) {
+    let out = Std::new(python())
+        .arg(root().join("tests/py/check_archive.py"))
+        .arg("--input")
+        .arg(input)
+        .arg("--archive")
+        .arg(archive)
+        .output()
+        .expect("run check_archive.py");
+    assert!(
+        out.status.success(),
+        "archive check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every message of `topic` as (key, value), read from the beginning.
+fn read_topic(broker: &Broker, topic: &str) -> Vec<(String, String)> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", broker.brokers()).set("group.id", "test-reader").create().unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in md.topics()[0].partitions() {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30)).unwrap();
+        if high > low {
+            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low)).unwrap();
+            ends.insert(p.id(), high);
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&tpl).unwrap();
+    while !ends.is_empty() {
+        let m = consumer.poll(Duration::from_secs(30)).expect("a message within 30 s").unwrap();
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        out.push((key, String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+        if ends.get(&m.partition()).is_some_and(|e| m.offset() + 1 >= *e) {
+            ends.remove(&m.partition());
+        }
+    }
+    out
+}
+
+#[test]
+fn cluster_layouts_give_identical_alerts_dead_letters_and_archives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&tmp.path().join("broker"));
+    let input = tmp.path().join("events.jsonl");
+    produce(&broker, TOPIC, 300_000, &input);
+
+    // 1 process × 1 worker: the reference.
+    let one = tmp.path().join("1x1");
+    run_ok(stream(&broker, TOPIC, &one, &["-w", "1", "--alerts-topic", "alerts"]));
+    let reference = file_alerts(&one);
+    assert!(reference.len() >= 3, "the skewed profile should raise alerts, got {}", reference.len());
+    let dead = dead_letters(&one);
+    assert!(dead.iter().filter(|(r, _)| r != "late").count() >= 2_000, "malformed messages are dead-lettered");
+    assert!(dead.iter().all(|(_, s)| s.starts_with("kafka:clicks/")), "dead letters name partition and offset");
+    check_archive(&input, &one.join("archive"));
+    // The alert topic got the same alerts, keyed by alert_id.
+    let topic: Vec<(String, String)> = read_topic(&broker, "alerts");
+    let on_topic = alerts_of(&topic.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("\n"));
+    assert_eq!(on_topic, reference);
+    for (key, value) in &topic {
+        let v: Value = serde_json::from_str(value).unwrap();
+        assert_eq!(v["alert_id"].as_str(), Some(key.as_str()));
+    }
+
+    // 1 process × 4 workers.
+    let four = tmp.path().join("1x4");
+    run_ok(stream(&broker, TOPIC, &four, &["-w", "4"]));
+    assert_eq!(file_alerts(&four), reference, "1x4 alerts differ from 1x1");
+    assert_eq!(dead_letters(&four), dead, "1x4 dead letters differ from 1x1");
+    check_archive(&input, &four.join("archive"));
+
+    // 2 processes × 2 workers, on loopback.
+    let two = tmp.path().join("2x2");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hostfile = tmp.path().join("hosts");
+    std::fs::write(&hostfile, format!("127.0.0.1:{port}\n127.0.0.1:{}\n", port + 1)).unwrap();
+    let procs: Vec<_> = (0..2)
+        .map(|p| {
+            let mut cmd = stream(&broker, TOPIC, &two, &["-w", "2", "-n", "2", "-p", &p.to_string()]);
+            cmd.arg("-h").arg(&hostfile);
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for p in procs {
+        let out = p.wait_with_output().unwrap();
+        assert!(out.status.success(), "cluster process failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(file_alerts(&two), reference, "2x2 alerts differ from 1x1");
+    assert_eq!(dead_letters(&two), dead, "2x2 dead letters differ from 1x1");
+    check_archive(&input, &two.join("archive"));
+}
+
+#[test]
+fn kill_9_then_restart_leaves_the_archive_exactly_once_and_no_duplicate_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&tmp.path().join("broker"));
+    let input = tmp.path().join("events.jsonl");
+    produce(&broker, TOPIC, 1_000_000, &input);
+
+    let reference = tmp.path().join("reference");
+    run_ok(stream(&broker, TOPIC, &reference, &["-w", "2"]));
+    let expected = file_alerts(&reference);
+    assert!(!expected.is_empty());
+
+    let dir = tmp.path().join("crashy");
+    let small_commits = ["-w", "2", "--archive-roll-rows", "20000", "--alerts-topic", "alerts"];
+    let mut kills = 0;
+    let mut rng = 17u64;
+    while kills < 6 {
+        let mut child = stream(&broker, TOPIC, &dir, &small_commits).spawn().unwrap();
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(300 + (rng >> 33) % 1500));
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before the kill: the runs are too short
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 5, "only {kills} kills landed before a run finished");
+    run_ok(stream(&broker, TOPIC, &dir, &small_commits));
+    check_archive(&input, &dir.join("archive"));
+
+    // The alert topic: every alert of an uninterrupted run, each once.
+    let topic = read_topic(&broker, "alerts");
+    let on_topic = alerts_of(&topic.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("\n"));
+    assert_eq!(on_topic, expected, "alert topic after {kills} kills differs from an uninterrupted run");
+}
+
+/// Sum over the commit log's records of the offsets they cover.
+fn archived_offsets(archive: &Path) -> u64 {
+    let text = std::fs::read_to_string(archive.join("_clickwatch/commits.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|r| r["ranges"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["end"].as_u64().unwrap() - r["start"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_broker_restart_mid_run_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(&tmp.path().join("broker"));
+    let input = tmp.path().join("events.jsonl");
+    let events = 600_000u64;
+    let n = events.to_string();
+    Command::new(bin()).args(["generate", "--events", &n, "--output"]).arg(&input).args(SHAPE).assert().success();
+
+    // A live producer (about 6 s) and a live stream, both across the restart.
+    let producer = Std::new(bin())
+        .args(["generate", "--events", &n, "--rate", "100000", "--kafka", &broker.brokers(), "--topic", TOPIC])
+        .args(SHAPE)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let cfg = clickwatch::kafka::KafkaSection { brokers: Some(broker.brokers()), ..Default::default() };
+    while clickwatch::kafka::partitions(&cfg, TOPIC).is_err() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = tmp.path().join("live");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut live = Std::new(bin())
+        .current_dir(&dir)
+        .args(["stream", "--kafka", &broker.brokers(), "--topic", TOPIC, "--no-console", "-w", "2"])
+        .args(["--dead-letter", "dead.jsonl", "--archive", "archive", "--archive-roll-age", "1s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
+
+    let produced = producer.wait_with_output().unwrap();
+    assert!(produced.status.success(), "the producer lost messages: {}", String::from_utf8_lossy(&produced.stderr));
+    // The stream keeps going and archives every offset of the topic.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while archived_offsets(&dir.join("archive")) < events {
+        if let Some(status) = live.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(live.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("the stream died after the broker restart ({status}): {err}");
+        }
+        assert!(std::time::Instant::now() < deadline, "the stream stopped archiving after the broker restart");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(archived_offsets(&dir.join("archive")), events);
+    live.kill().unwrap();
+    live.wait().unwrap();
+    check_archive(&input, &dir.join("archive"));
+}
