@@ -14,6 +14,8 @@
 //! worker, so its lateness decisions are those of reading it alone, and the
 //! input frontier (min over workers) is the global watermark of SPEC §3.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ use crate::config::Validated;
 use crate::event::timestamp::now_micros;
 use crate::event::Micros;
 use crate::kafka::consumer::{self, Assignment, Fetched, StartAt};
+use crate::kafka::resume::Resume;
 use crate::kafka::{owned_by, KafkaSection};
 use crate::metrics::Metrics;
 use crate::sources::ingest::{decode_messages, Batch, Ingestor};
@@ -43,10 +46,13 @@ pub struct KafkaInput {
     pub cfg: KafkaSection,
     /// Every partition of the topic, sorted.
     pub partitions: Vec<i32>,
-    /// Where each partition starts: the beginning when the archive gives
-    /// exactly-once (the windows are rebuilt by replaying, the commit log
-    /// drops what is archived), else the group's committed offset.
+    /// Where partitions without a resume point start: the beginning when
+    /// the archive gives exactly-once (the windows are rebuilt by
+    /// replaying, the commit log drops what is archived), else the group's
+    /// committed offset.
     pub start: StartAt,
+    /// Resume points from the archive of a previous run (see `kafka::resume`).
+    pub resume: BTreeMap<u32, Resume>,
 }
 
 impl KafkaInput {
@@ -83,13 +89,30 @@ pub fn kafka_source<'s>(
     let limits = crate::event::Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| live), ..cfg.limits };
     let mut ingestor = Ingestor::new(cfg.clock, source.clone(), archive).partitioned();
     let now = now_micros();
+    let mut partitions = Vec::new();
+    // Per partition: offsets before this are re-read only to rebuild the clock.
+    let mut emit_from: BTreeMap<u32, u64> = BTreeMap::new();
     for p in &owned {
-        ingestor.clock().add_partition(*p, now);
+        match input.resume.get(p) {
+            Some(r) => {
+                ingestor.clock().resume_partition(*p, r.clock, now);
+                emit_from.insert(*p, r.emit_from);
+                partitions.push((*p, r.warm_from.map_or(StartAt::Beginning, StartAt::Offset)));
+                log::info!(
+                    "{source}/{p}: resuming at offset {} (re-reading from {} to rebuild the windows)",
+                    r.emit_from,
+                    r.warm_from.map_or("the beginning".to_string(), |o| o.to_string())
+                );
+            }
+            None => {
+                ingestor.clock().add_partition(*p, now);
+                partitions.push((*p, input.start));
+            }
+        }
     }
-    let assignment = Assignment {
-        topic: input.cfg.topic().to_owned(),
-        partitions: owned.iter().map(|p| (*p, input.start)).collect(),
-    };
+    let assignment = Assignment { topic: input.cfg.topic().to_owned(), partitions };
+    // Where warm-up tallies go: not the run's metrics.
+    let scratch = Metrics::default();
     let (kafka_cfg, until_end) = (input.cfg.clone(), input.cfg.until_end);
 
     builder.build(move |caps| {
@@ -113,14 +136,36 @@ pub fn kafka_source<'s>(
             for _ in 0..BATCHES_PER_ACTIVATION {
                 let Ok(fetched) = rx.try_recv() else { break };
                 match fetched {
-                    Fetched::Batch(messages) => {
+                    Fetched::Batch(mut messages) => {
+                        if let Some(&from) = emit_from.get(&messages.partition) {
+                            let (warm, rest) = messages.split_at(from);
+                            if !warm.is_empty() {
+                                // Only the clock's memory matters here; every output is dropped.
+                                let chunk = decode_messages(&warm, seq, &limits, &source, now, &scratch);
+                                ingestor.classify(chunk, now, &mut Batch::default());
+                                ingestor.publish(&scratch);
+                                metrics.kafka_replayed.fetch_add(warm.offsets.len() as u64, Relaxed);
+                            }
+                            if rest.is_empty() {
+                                continue;
+                            }
+                            emit_from.remove(&rest.partition);
+                            messages = rest;
+                        }
                         let chunk = decode_messages(&messages, seq, &limits, &source, now, &metrics);
                         seq += 1;
                         let (partition, through) = (chunk.partition, chunk.end);
                         ingestor.classify(chunk, now, &mut batch);
                         if archive {
                             let rows = std::mem::take(&mut batch.archive);
-                            out_a.session(&cs[2]).give(Piece { partition, rows, through, ingest_time: now });
+                            let checkpoint = ingestor.clock().partition(partition).map(|c| c.checkpoint());
+                            out_a.session(&cs[2]).give(Piece {
+                                partition,
+                                rows,
+                                through,
+                                ingest_time: now,
+                                checkpoint,
+                            });
                         }
                         give_batch(&mut batch, cs, &mut out_w, &mut out_r);
                     }

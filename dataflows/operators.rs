@@ -38,6 +38,21 @@ pub enum SpeedOut {
     Window(ClosedWindow),
 }
 
+impl SpeedOut {
+    /// End of the window this is about.
+    pub fn window_end(&self) -> Micros {
+        match self {
+            // Alerts carry RFC 3339 strings that clickwatch wrote itself.
+            SpeedOut::Alert(a) => crate::event::timestamp::parse_str(&a.window_end).unwrap_or(Micros::MAX),
+            SpeedOut::Window(w) => w.end,
+        }
+    }
+
+    pub fn is_alert(&self) -> bool {
+        matches!(self, SpeedOut::Alert(_))
+    }
+}
+
 /// Per-product sliding-window counts and alert emission.
 pub fn windows<'s>(
     events: Windows<'s>,
@@ -99,12 +114,20 @@ pub fn windows<'s>(
 
 /// Runs `emit` on worker 0 for every record, in timestamp order once the
 /// frontier has passed their time, each time's records sorted by `key`;
-/// then `finish` once the input is complete.
-pub fn ordered_sink<'s, D, K, E, F>(stream: Stream<'s, Micros, Vec<D>>, name: &str, mut key: K, mut emit: E, finish: F)
-where
+/// `progress(f)` after each activation (every record before time `f` has
+/// been emitted), then `finish` once the input is complete.
+pub fn ordered_sink<'s, D, K, E, P, F>(
+    stream: Stream<'s, Micros, Vec<D>>,
+    name: &str,
+    mut key: K,
+    mut emit: E,
+    mut progress: P,
+    finish: F,
+) where
     D: timely::ExchangeData,
     K: FnMut(&D) -> (Micros, String) + 'static,
     E: FnMut(Vec<D>) + 'static,
+    P: FnMut(Micros) + 'static,
     F: FnOnce() + 'static,
 {
     let mut stash: BTreeMap<Micros, Vec<D>> = BTreeMap::new();
@@ -122,6 +145,9 @@ where
             let mut batch = entry.remove();
             batch.sort_by_cached_key(&mut key);
             emit(batch);
+        }
+        if let Some(f) = frontier.frontier().first() {
+            progress(*f);
         }
         if frontier.is_empty() {
             if let Some(f) = finish.take() {

@@ -12,6 +12,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail};
@@ -25,6 +26,7 @@ use crate::archive::writer::Piece;
 use crate::archive::ArchiveConfig;
 use crate::config::{SinksSection, Validated};
 use crate::event::{DeadLetter, Micros, Reason};
+use crate::kafka::resume::EmittedMark;
 use crate::kafka::KafkaSection;
 use crate::metrics::Metrics;
 use crate::sinks::jsonl::JsonlFile;
@@ -64,6 +66,10 @@ pub struct SpeedJob {
     pub input: Input,
     /// The Kafka client settings of the alert topic, when there is one.
     pub kafka: Option<KafkaSection>,
+    /// Kafka with an archive: the mark of delivered alerts, read at start
+    /// (alerts of windows before it are not emitted again) and advanced
+    /// as alerts are delivered.
+    pub emitted: Option<EmittedMark>,
     pub sinks: SinksSection,
     /// The archive and the identity of the input in its commit log.
     pub archive: Option<(ArchiveConfig, String)>,
@@ -91,10 +97,17 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
     let alert_sinks = Rc::new(RefCell::new(
         first.then(|| AlertSinks::build(&job.sinks, job.kafka.as_ref(), job.metrics.clone())).transpose()?,
     ));
-    let counts_file =
-        Rc::new(RefCell::new(job.sinks.window_counts.as_deref().filter(|_| first).map(JsonlFile::create).transpose()?));
+    let counts_file = Rc::new(RefCell::new(
+        job.sinks
+            .window_counts
+            .as_deref()
+            .filter(|_| first)
+            .map(|p| JsonlFile::open(p, job.sinks.append))
+            .transpose()?,
+    ));
     let rejects = Rc::new(RefCell::new(first.then(|| RejectFiles::create(&job.sinks)).transpose()?));
     let with_counts = job.sinks.window_counts.is_some();
+    let emitted = Rc::new(RefCell::new(job.emitted.clone().filter(|_| first)));
     let archive_writer = Rc::new(RefCell::new(match (&job.archive, first) {
         (Some((cfg, source)), true) => Some(ArchiveWriter::start(cfg, source.clone(), job.metrics.clone())?),
         _ => None,
@@ -114,6 +127,9 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
         let results = operators::windows(windows, &job.cfg, with_counts, job.metrics.clone());
 
         let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());
+        // Results of windows ending before the mark were delivered by a previous run.
+        let before = job.emitted.as_ref().and_then(|m| m.before()).unwrap_or(Micros::MIN);
+        let (metrics, mark, emitted) = (job.metrics.clone(), emitted.clone(), emitted.clone());
         operators::ordered_sink(
             results,
             "AlertSinks",
@@ -126,6 +142,10 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
                 let mut sinks = sinks.borrow_mut();
                 let mut counts = counts.borrow_mut();
                 for out in batch {
+                    if out.window_end() < before {
+                        metrics.alerts_suppressed.fetch_add(out.is_alert() as u64, Relaxed);
+                        continue;
+                    }
                     let written = match (out, sinks.as_mut(), counts.as_mut()) {
                         (SpeedOut::Alert(a), Some(s), _) => s.emit(&a),
                         (SpeedOut::Window(w), _, Some(f)) => f.write_line(&window_json(&w)),
@@ -141,10 +161,26 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
                 }
             },
             {
+                let (fatal, sinks) = (job.fatal.clone(), alert_sinks.clone());
+                move |frontier| {
+                    let mut mark = mark.borrow_mut();
+                    let Some(m) = mark.as_mut().filter(|m| m.due(frontier)) else { return };
+                    if let Err(e) =
+                        sinks.borrow_mut().as_mut().map_or(Ok(()), |s| s.deliver()).and_then(|_| m.advance(frontier))
+                    {
+                        fatal.set(format!("{e:#}"));
+                    }
+                }
+            },
+            {
                 let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());
                 move || {
                     let done = sinks.borrow_mut().take().map_or(Ok(()), |s| s.finish());
-                    if let Err(e) = done.and_then(|_| counts.borrow_mut().take().map_or(Ok(()), |f| f.finish())) {
+                    let done = done.and_then(|_| counts.borrow_mut().take().map_or(Ok(()), |f| f.finish()));
+                    // Every window closed and every alert delivered.
+                    let done =
+                        done.and_then(|_| emitted.borrow_mut().as_mut().map_or(Ok(()), |m| m.advance(Micros::MAX)));
+                    if let Err(e) = done {
                         fatal.set(format!("{e:#}"));
                     }
                 }
@@ -228,8 +264,8 @@ struct RejectFiles {
 impl RejectFiles {
     fn create(cfg: &SinksSection) -> anyhow::Result<Self> {
         Ok(RejectFiles {
-            dead: JsonlFile::create(&cfg.dead_letter)?,
-            late: cfg.late_file.as_deref().map(JsonlFile::create).transpose()?,
+            dead: JsonlFile::open(&cfg.dead_letter, cfg.append)?,
+            late: cfg.late_file.as_deref().map(|p| JsonlFile::open(p, cfg.append)).transpose()?,
         })
     }
 

@@ -105,6 +105,10 @@ pub struct SinksSection {
     /// Counts of every closed (window, product), JSONL, for dashboards.
     pub window_counts: Option<PathBuf>,
     pub webhook: Option<WebhookConfig>,
+    /// Add to the record files instead of replacing them: set for sources
+    /// that resume where a previous run stopped (Kafka), not from the file.
+    #[serde(skip)]
+    pub append: bool,
 }
 
 impl Default for SinksSection {
@@ -116,6 +120,7 @@ impl Default for SinksSection {
             late_file: None,
             window_counts: None,
             webhook: None,
+            append: false,
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub archive_bytes: AtomicU64,
     /// Rows not written again because the commit log already covers them.
     pub archive_skipped: AtomicU64,
+    /// Messages re-read after a restart only to rebuild the clock.
+    pub kafka_replayed: AtomicU64,
+    /// Alerts of windows already delivered before a restart, not emitted again.
+    pub alerts_suppressed: AtomicU64,
     /// Alerts not produced to the alert topic again after a restart.
     pub kafka_alerts_skipped: AtomicU64,
     /// The published watermark (micros since epoch), max over sources.

@@ -232,8 +232,18 @@ fn kill_9_then_restart_leaves_the_archive_exactly_once_and_no_duplicate_alerts()
         kills += 1;
     }
     assert!(kills >= 5, "only {kills} kills landed before a run finished");
-    run_ok(stream(&broker, TOPIC, &dir, &small_commits));
+    let last = run_ok(stream(&broker, TOPIC, &dir, &small_commits));
     check_archive(&input, &dir.join("archive"));
+    // The restart resumed from the archive's checkpoints: it re-read only
+    // part of the topic to rebuild its windows, not all of it.
+    let summary = String::from_utf8_lossy(&last.stderr).into_owned();
+    let replayed: u64 = summary
+        .split("resumed: ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume line in the summary:\n{summary}"));
+    assert!(replayed < 500_000, "re-read {replayed} of 1M messages to resume");
 
     // The alert topic: every alert of an uninterrupted run, each once.
     let topic = read_topic(&broker, "alerts");

@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
+use crate::window::clock::Checkpoint;
+
 /// One data file of a commit, relative to the archive root.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -65,6 +67,10 @@ pub struct InputRange {
     pub partition: u32,
     pub start: u64,
     pub end: u64,
+    /// The partition's clock at `end` (Kafka sources): where a restart can
+    /// resume without replaying the whole partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// The hidden name a data file is written under before its commit.
@@ -260,16 +266,8 @@ impl CommitLog {
 /// no lock, no recovery (a writer may be running), a torn last record
 /// ignored, files listed only if they are in place.
 pub fn snapshot(root: &Path) -> anyhow::Result<Vec<FileEntry>> {
-    let path = root.join("_clickwatch").join("commits.jsonl");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
     let mut live: BTreeMap<String, FileEntry> = BTreeMap::new();
-    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
-        let record: Record =
-            serde_json::from_str(line.trim_end()).with_context(|| format!("{}: corrupt record", path.display()))?;
+    for record in committed_records(root)? {
         if let Record::Compact { removed, .. } = &record {
             for p in removed {
                 live.remove(p);
@@ -280,6 +278,24 @@ pub fn snapshot(root: &Path) -> anyhow::Result<Vec<FileEntry>> {
         }
     }
     Ok(live.into_values().filter(|f| root.join(&f.path).exists()).collect())
+}
+
+/// Every complete record of the archive at `root`, as a reader sees them
+/// (no lock; a torn last record ignored). Empty if there is no log yet.
+pub fn committed_records(root: &Path) -> anyhow::Result<Vec<Record>> {
+    let path = root.join("_clickwatch").join("commits.jsonl");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut records = Vec::new();
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        records.push(
+            serde_json::from_str(line.trim_end()).with_context(|| format!("{}: corrupt record", path.display()))?,
+        );
+    }
+    Ok(records)
 }
 
 /// Reads every complete record; truncates a torn last line (a crash while

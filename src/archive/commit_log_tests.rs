@@ -11,7 +11,7 @@ fn append(seq: u64, start: u64, end: u64, files: &[&str]) -> Record {
     Record::Append {
         seq,
         source: "file:x".into(),
-        ranges: vec![InputRange { partition: 0, start, end }],
+        ranges: vec![InputRange { partition: 0, start, end, checkpoint: None }],
         files: files.iter().map(|f| entry(f)).collect(),
         committed_at: "t".into(),
     }

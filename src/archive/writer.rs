@@ -27,6 +27,7 @@ use super::ArchiveConfig;
 use crate::event::timestamp::{format_rfc3339, now_micros};
 use crate::event::{Event, Micros};
 use crate::metrics::Metrics;
+use crate::window::clock::Checkpoint;
 
 /// One input chunk's valid events with their positions, and where that
 /// chunk ended. This is what flows from the source to the archive operator.
@@ -38,6 +39,9 @@ pub struct Piece {
     pub through: u64,
     /// When the chunk was read (the `ingest_time` column).
     pub ingest_time: Micros,
+    /// The partition's clock after this piece (Kafka sources), recorded in
+    /// the commit so a restart can resume from it.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Handle of the writer thread.
@@ -108,8 +112,9 @@ struct State {
     rows: usize,
     /// Files opened since the last commit (numbers their names).
     opened: usize,
-    /// Per partition: [start, through) of the input since the last commit.
-    range: BTreeMap<u32, (u64, u64)>,
+    /// Per partition: [start, through) of the input since the last commit,
+    /// and the partition's clock at `through`.
+    range: BTreeMap<u32, (u64, u64, Option<Checkpoint>)>,
     oldest: Option<Instant>,
     metrics: Arc<Metrics>,
 }
@@ -135,8 +140,11 @@ impl State {
 
     fn take(&mut self, piece: Piece) -> anyhow::Result<()> {
         let committed = self.log.committed_prefix(&self.source, piece.partition);
-        let range = self.range.entry(piece.partition).or_insert((committed, committed));
-        range.1 = range.1.max(piece.through);
+        let range = self.range.entry(piece.partition).or_insert((committed, committed, None));
+        if piece.through >= range.1 {
+            range.1 = piece.through;
+            range.2 = piece.checkpoint.or(range.2);
+        }
         let mut skipped = 0u64;
         for (position, event) in piece.rows {
             if self.log.is_committed(&self.source, piece.partition, position) {
@@ -193,7 +201,7 @@ impl State {
         // One record for every partition: the commit is atomic across them.
         let ranges = std::mem::take(&mut self.range)
             .into_iter()
-            .map(|(partition, (start, end))| InputRange { partition, start, end })
+            .map(|(partition, (start, end, checkpoint))| InputRange { partition, start, end, checkpoint })
             .collect();
         let record = Record::Append {
             seq,

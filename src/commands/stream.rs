@@ -3,12 +3,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::archive::commit_log::committed_records;
 use crate::archive::writer::file_source_id;
 use crate::archive::ArchiveConfig;
 use crate::cli::{ClusterArgs, StreamArgs};
+use crate::config::Validated;
 use crate::config::{ConfigError, StreamConfig};
 use crate::dataflows::kafka_source::KafkaInput;
 use crate::dataflows::speed::{self, Fatal, Input, SpeedJob};
+use crate::kafka::resume::{self, EmittedMark};
 use crate::kafka::{self, consumer::StartAt};
 use crate::metrics::Metrics;
 use crate::sinks::webhook::WebhookConfig;
@@ -122,27 +125,24 @@ pub fn execute(config: &StreamConfig, lines: Option<LineInput>, cluster: &Cluste
     }
     let timely = timely_config(cluster)?;
     let metrics = Arc::new(Metrics::default());
-    let input = match lines {
-        Some(l) => Input::Lines(l),
-        None => Input::Kafka(KafkaInput {
-            partitions: kafka::partitions(&config.kafka, config.kafka.topic())?,
-            cfg: config.kafka.clone(),
-            // With an archive, a (re)start replays the topic: windows are
-            // rebuilt, the commit log drops what is archived, and the alert
-            // topic drops what it has (see sinks::kafka).
-            start: if config.archive.is_some() { StartAt::Beginning } else { StartAt::Committed },
-        }),
+    let (input, emitted) = match lines {
+        Some(l) => (Input::Lines(l), None),
+        None => kafka_input(config, &validated)?,
     };
     let archive = match &config.archive {
         Some(a) => Some((a.clone(), archive_source_id(&input)?)),
         None => None,
     };
+    let mut sinks = config.sinks.clone();
+    // A Kafka stream continues where the last run stopped; so do its files.
+    sinks.append = matches!(input, Input::Kafka(_));
     let job = SpeedJob {
         cfg: validated,
         archive,
         input,
         kafka: uses_kafka.then(|| config.kafka.clone()),
-        sinks: config.sinks.clone(),
+        emitted,
+        sinks,
         metrics: metrics.clone(),
         fatal: Fatal::default(),
     };
@@ -152,6 +152,26 @@ pub fn execute(config: &StreamConfig, lines: Option<LineInput>, cluster: &Cluste
 
 /// How the input is named in the archive's commit log: files by content,
 /// so re-running one is recognised; stdin is never the same input twice.
+/// The topic's partitions and, with an archive, where a previous run left
+/// off: its resume points and the mark of the alerts it delivered.
+fn kafka_input(config: &StreamConfig, v: &Validated) -> anyhow::Result<(Input, Option<EmittedMark>)> {
+    let mut input = KafkaInput {
+        partitions: kafka::partitions(&config.kafka, config.kafka.topic())?,
+        cfg: config.kafka.clone(),
+        start: StartAt::Committed,
+        resume: Default::default(),
+    };
+    let Some(archive) = &config.archive else { return Ok((Input::Kafka(input), None)) };
+    // A partition without a resume point is replayed from its beginning:
+    // the commit log drops what is archived, the alert topic what it has.
+    input.start = StartAt::Beginning;
+    let mark = EmittedMark::open(&archive.dir, &input.name())?;
+    let records = committed_records(&archive.dir)?;
+    let horizon = v.spec().length() + v.clock.delay;
+    input.resume = resume::plan(&records, &input.name(), mark.before(), horizon);
+    Ok((Input::Kafka(input), Some(mark)))
+}
+
 /// Kafka topics by name: offsets identify their messages for good.
 fn archive_source_id(input: &Input) -> anyhow::Result<String> {
     match input {
@@ -184,6 +204,16 @@ pub fn summary(m: &Metrics, secs: f64, cfg: &StreamConfig) -> String {
         m.alerts_of(Provisional),
         m.alerts_of(Withdrawn),
     );
+    let (replayed, suppressed) = (Metrics::get(&m.kafka_replayed), Metrics::get(&m.alerts_suppressed));
+    if replayed > 0 || suppressed > 0 {
+        s += &format!(
+            "stream: resumed: {replayed} messages re-read to rebuild the windows, {suppressed} alerts already delivered\n"
+        );
+    }
+    let skipped = Metrics::get(&m.kafka_alerts_skipped);
+    if skipped > 0 {
+        s += &format!("stream: alert topic already had {skipped} alerts\n");
+    }
     let sinks = &cfg.sinks;
     if let Some(p) = &sinks.alerts_file {
         s += &format!("stream: alerts -> {}\n", p.display());

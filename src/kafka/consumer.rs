@@ -54,6 +54,27 @@ impl MessageBatch {
             .map(|(o, (s, e))| (*o, &self.data[s as usize..*e as usize]))
     }
 
+    /// Splits off the messages at or after `offset`: `(before, from)`.
+    pub fn split_at(self, offset: u64) -> (MessageBatch, MessageBatch) {
+        let i = self.offsets.partition_point(|o| *o < offset);
+        let (mut before, mut from) = (
+            MessageBatch { partition: self.partition, ..Default::default() },
+            MessageBatch { partition: self.partition, ..Default::default() },
+        );
+        for (k, (o, payload)) in self.iter().enumerate() {
+            if k < i {
+                before.push(o, payload)
+            } else {
+                from.push(o, payload)
+            }
+        }
+        (before, from)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
     fn push(&mut self, offset: u64, payload: &[u8]) {
         self.offsets.push(offset);
         self.data.extend_from_slice(payload);
@@ -328,5 +349,9 @@ mod tests {
         b.push(12, b"x\ny");
         let got: Vec<(u64, &[u8])> = b.iter().collect();
         assert_eq!(got, vec![(10, &b"{\"a\":1}"[..]), (11, &b""[..]), (12, &b"x\ny"[..])]);
+        let (before, from) = b.clone().split_at(11);
+        assert_eq!(before.iter().collect::<Vec<_>>(), vec![(10, &b"{\"a\":1}"[..])]);
+        assert_eq!(from.iter().collect::<Vec<_>>(), vec![(11, &b""[..]), (12, &b"x\ny"[..])]);
+        assert!(b.clone().split_at(100).1.is_empty() && b.split_at(0).0.is_empty());
     }
 }

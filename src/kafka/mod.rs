@@ -9,6 +9,7 @@
 
 pub mod consumer;
 pub mod producer;
+pub mod resume;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

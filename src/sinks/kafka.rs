@@ -52,6 +52,14 @@ impl KafkaAlertSink {
         self.producer.poll(Duration::ZERO);
     }
 
+    /// Waits until every alert so far is acknowledged by the broker.
+    pub fn deliver(&mut self) -> anyhow::Result<()> {
+        self.producer
+            .flush(Duration::from_secs(60))
+            .with_context(|| format!("delivering alerts to topic {}", self.topic))?;
+        self.producer.context().check().with_context(|| format!("alert topic {}", self.topic))
+    }
+
     /// Waits until every alert is acknowledged by the broker.
     pub fn finish(self) -> anyhow::Result<()> {
         self.producer

@@ -35,7 +35,7 @@ impl AlertSinks {
         let topic = kafka.and_then(|k| k.alerts_topic.as_deref().map(|t| (k, t)));
         Ok(AlertSinks {
             console: cfg.console,
-            file: cfg.alerts_file.as_deref().map(JsonlFile::create).transpose()?,
+            file: cfg.alerts_file.as_deref().map(|p| JsonlFile::open(p, cfg.append)).transpose()?,
             webhook: cfg.webhook.as_ref().map(|w| WebhookSink::start(w, metrics.clone())).transpose()?,
             kafka: topic.map(|(k, t)| KafkaAlertSink::start(k, t)).transpose()?,
             metrics,
@@ -70,6 +70,19 @@ impl AlertSinks {
         }
         match &mut self.file {
             Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until what was emitted is delivered: acknowledged by Kafka,
+    /// on disk in the file. (The webhook is best effort: it has its own
+    /// retries and spill file.)
+    pub fn deliver(&mut self) -> anyhow::Result<()> {
+        if let Some(k) = &mut self.kafka {
+            k.deliver()?;
+        }
+        match &mut self.file {
+            Some(f) => f.sync(),
             None => Ok(()),
         }
     }

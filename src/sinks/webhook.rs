@@ -106,7 +106,7 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     pub fn start(cfg: &WebhookConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let spill = Arc::new(std::sync::Mutex::new(JsonlFile::create(&cfg.spill_file)?));
+        let spill = Arc::new(std::sync::Mutex::new(JsonlFile::append(&cfg.spill_file)?));
         let (tx, rx) = bounded(cfg.queue);
         let shutdown_at = Arc::new(std::sync::Mutex::new(None));
         let worker = Delivery {

@@ -49,10 +49,23 @@ impl ClockConfig {
     }
 }
 
+/// What a restart needs to know of a partition at a commit point: enough
+/// to re-create its clock and to tell which windows its past events touched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// Max event time seen so far (W_p + D).
+    pub max_time: Option<Micros>,
+    /// Largest window end any counted event so far belongs to: once the
+    /// alerts of windows ending before this are out, nothing before this
+    /// point is needed to rebuild the open windows.
+    pub counted_end: Option<Micros>,
+}
+
 /// One partition's view of event time.
 #[derive(Debug, Default)]
 pub struct PartitionClock {
     max_time: Option<Micros>,
+    counted_end: Option<Micros>,
     last_event_wall: Micros,
     /// 128-bit hash of each remembered `event_id` → event time of the copy
     /// that counted. A 128-bit hash makes a false "duplicate" (two ids with
@@ -67,6 +80,10 @@ impl PartitionClock {
     /// W_p = max event time seen − D, or `None` before the first event.
     pub fn watermark(&self, cfg: &ClockConfig) -> Option<Micros> {
         self.max_time.map(|m| m - cfg.delay)
+    }
+
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint { max_time: self.max_time, counted_end: self.counted_end }
     }
 
     /// Number of event ids currently remembered for de-duplication.
@@ -106,6 +123,8 @@ impl PartitionClock {
         } else if closed == panes {
             Fate::Late(Reason::LateAfterIdle)
         } else {
+            let end = cfg.spec.pane_of(ev.time) + cfg.spec.length();
+            self.counted_end = Some(self.counted_end.map_or(end, |e| e.max(end)));
             Fate::Counted { skip: closed }
         }
     }
@@ -158,6 +177,21 @@ impl SourceClock {
         self.partitions
             .entry(partition)
             .or_insert_with(|| PartitionClock { last_event_wall: now, ..PartitionClock::default() });
+    }
+
+    /// Registers a partition whose earlier events were read by a previous
+    /// run: its clock resumes from checkpoint `at` (a replay then re-reads the
+    /// events whose ids it must remember, see `kafka::resume`).
+    pub fn resume_partition(&mut self, partition: u32, at: Checkpoint, now: Micros) {
+        self.add_partition(partition, now);
+        if let Some(p) = self.partitions.get_mut(&partition) {
+            p.max_time = at.max_time;
+            p.counted_end = at.counted_end;
+        }
+    }
+
+    pub fn partition(&self, partition: u32) -> Option<&PartitionClock> {
+        self.partitions.get(&partition)
     }
 
     /// A bounded partition has ended: it holds nothing back any more.
