@@ -156,6 +156,10 @@ pub fn kafka_source<'s>(
                         seq += 1;
                         let (partition, through) = (chunk.partition, chunk.end);
                         ingestor.classify(chunk, now, &mut batch);
+                        let clock_cfg = *ingestor.clock().config();
+                        if let Some(w) = ingestor.clock().partition(partition).and_then(|c| c.watermark(&clock_cfg)) {
+                            metrics.observe_partition_watermark(partition, w);
+                        }
                         if archive {
                             let rows = std::mem::take(&mut batch.archive);
                             let checkpoint = ingestor.clock().partition(partition).map(|c| c.checkpoint());
@@ -169,7 +173,13 @@ pub fn kafka_source<'s>(
                         }
                         give_batch(&mut batch, cs, &mut out_w, &mut out_r);
                     }
-                    Fetched::End(p) => ingestor.clock().finish_partition(p),
+                    Fetched::End(p) => {
+                        // Read up to the end offset it had at start.
+                        if let Some(end) = metrics.partition_stats().get(&p).and_then(|s| s.end_offset) {
+                            metrics.observe_partition_lag(p, 0, end);
+                        }
+                        ingestor.clock().finish_partition(p);
+                    }
                     Fetched::Failed(msg) => {
                         fatal.set(msg);
                         caps = None;
@@ -178,12 +188,6 @@ pub fn kafka_source<'s>(
                 }
             }
             ingestor.publish(&metrics);
-            let cfg = *ingestor.clock().config();
-            for (p, clock) in ingestor.clock().partitions() {
-                if let Some(w) = clock.watermark(&cfg) {
-                    metrics.observe_partition_watermark(p, w);
-                }
-            }
             match ingestor.clock().advance(now) {
                 Some(w) => {
                     metrics.observe_watermark(w);

@@ -146,8 +146,62 @@ pub fn execute(config: &StreamConfig, lines: Option<LineInput>, cluster: &Cluste
         metrics: metrics.clone(),
         fatal: Fatal::default(),
     };
-    speed::run(job, timely)?;
+    let status = matches!(job.input, Input::Kafka(_)).then(|| PartitionLog::start(metrics.clone()));
+    let result = speed::run(job, timely);
+    drop(status);
+    result?;
     Ok(metrics)
+}
+
+/// Logs each partition's watermark and consumer lag every 10 s (log level
+/// info) while a Kafka stream runs; stops when dropped.
+struct PartitionLog {
+    stop: Option<crossbeam_channel::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PartitionLog {
+    fn start(metrics: Arc<Metrics>) -> Self {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let thread = std::thread::Builder::new()
+            .name("partition-log".into())
+            .spawn(move || {
+                while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_secs(10))
+                {
+                    for line in partition_lines(&metrics) {
+                        log::info!("{line}");
+                    }
+                }
+            })
+            .ok();
+        PartitionLog { stop: Some(stop), thread }
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One line per partition: its watermark and how far behind the topic's end it is.
+fn partition_lines(m: &Metrics) -> Vec<String> {
+    use crate::event::timestamp::format_rfc3339_secs;
+    m.partition_stats()
+        .into_iter()
+        .map(|(p, s)| {
+            format!(
+                "partition {p}: watermark {}, lag {} messages (end offset {})",
+                s.watermark.map_or("-".into(), format_rfc3339_secs),
+                s.lag.map_or("?".into(), |l| l.to_string()),
+                s.end_offset.map_or("?".into(), |o| o.to_string()),
+            )
+        })
+        .collect()
 }
 
 /// How the input is named in the archive's commit log: files by content,
@@ -209,6 +263,9 @@ pub fn summary(m: &Metrics, secs: f64, cfg: &StreamConfig) -> String {
         s += &format!(
             "stream: resumed: {replayed} messages re-read to rebuild the windows, {suppressed} alerts already delivered\n"
         );
+    }
+    for line in partition_lines(m) {
+        s += &format!("stream: {line}\n");
     }
     let skipped = Metrics::get(&m.kafka_alerts_skipped);
     if skipped > 0 {

@@ -61,7 +61,8 @@ impl Default for KafkaSection {
 }
 
 /// Properties clickwatch sets itself; overriding them would break a guarantee.
-const RESERVED: &[&str] = &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.idempotence"];
+const RESERVED: &[&str] =
+    &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "enable.idempotence"];
 
 impl KafkaSection {
     /// Checks the section when a Kafka source or sink is in use.
@@ -87,11 +88,20 @@ impl KafkaSection {
 
     /// A client configuration with the brokers and the pass-through properties.
     pub fn client_config(&self) -> ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// Like [`client_config`](Self::client_config), over clickwatch's tuning
+    /// `defaults`, which the pass-through properties may override.
+    pub fn client_config_with(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", self.brokers.as_deref().unwrap_or_default());
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.properties {
             c.set(k, v);
         }
+        c.set("bootstrap.servers", self.brokers.as_deref().unwrap_or_default());
         c
     }
 

@@ -82,14 +82,15 @@ pub type CheckedProducer = BaseProducer<Deliveries>;
 
 /// A producer for `cfg`'s brokers with clickwatch's delivery settings.
 pub fn producer(cfg: &KafkaSection) -> anyhow::Result<CheckedProducer> {
-    cfg.client_config()
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .set("queue.buffering.max.kbytes", "262144")
-        .create_with_context(Deliveries::default())
-        .context("creating the Kafka producer")
+    cfg.client_config_with(&[
+        ("linger.ms", "20"),
+        ("batch.size", "1000000"),
+        ("compression.type", "lz4"),
+        ("queue.buffering.max.kbytes", "262144"),
+    ])
+    .set("enable.idempotence", "true")
+    .create_with_context(Deliveries::default())
+    .context("creating the Kafka producer")
 }
 
 /// Sends one record, waiting for room in librdkafka's queue when it is full.
