@@ -219,7 +219,7 @@ fn kafka_input(config: &StreamConfig, v: &Validated) -> anyhow::Result<(Input, O
     // A partition without a resume point is replayed from its beginning:
     // the commit log drops what is archived, the alert topic what it has.
     input.start = StartAt::Beginning;
-    let mark = EmittedMark::open(&archive.dir, &input.name())?;
+    let mark = EmittedMark::open(&archive.dir, &input.name(), config.kafka.mark_every)?;
     let records = committed_records(&archive.dir)?;
     let horizon = v.spec().length() + v.clock.delay;
     input.resume = resume::plan(&records, &input.name(), mark.before(), horizon);

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -181,6 +182,7 @@ pub fn spawn(
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     let mut empty = Vec::new();
+    let assignment_partitions = assignment.partitions.clone();
     for (p, start) in assignment.partitions {
         let (low, high) = consumer
             .fetch_watermarks(&topic, p as i32, REQUEST_TIMEOUT)
@@ -215,19 +217,27 @@ pub fn spawn(
         }
     }
     consumer.assign(&tpl).context("assigning partitions to the consumer")?;
+    let consumer = Arc::new(consumer);
+    let mut queues = Vec::new();
+    for (p, _) in &assignment_partitions {
+        let queue = consumer
+            .split_partition_queue(&topic, *p as i32)
+            .with_context(|| format!("reading {topic}/{p} on its own queue"))?;
+        queues.push((*p, queue));
+    }
     let (tx, rx) = bounded(16);
     let handle = std::thread::Builder::new()
         .name("kafka-reader".into())
         .spawn(move || {
             let reader = Reader { consumer, tx, activator, ends, until_end, topic };
-            reader.run(empty)
+            reader.run(queues, empty)
         })
         .context("starting the Kafka reader thread")?;
     Ok((rx, handle))
 }
 
 struct Reader {
-    consumer: BaseConsumer<StatsContext>,
+    consumer: Arc<BaseConsumer<StatsContext>>,
     tx: Sender<Fetched>,
     activator: SyncActivator,
     /// With `until_end`: the end offset of each partition not yet finished.
@@ -240,70 +250,89 @@ struct Reader {
 const COMMIT_EVERY: Duration = Duration::from_secs(5);
 
 impl Reader {
+    /// Reads the partitions in turn, a batch from each, so that they all
+    /// move forward together in event time: a partition that delivers
+    /// nothing holds the watermark back, so reading one partition's
+    /// prefetched megabytes before the next would stall every window.
     /// `empty`: bounded partitions with nothing to read; they end at once.
-    fn run(mut self, empty: Vec<u32>) {
-        let mut pending: BTreeMap<u32, MessageBatch> = BTreeMap::new();
+    fn run(mut self, queues: Vec<(u32, PartitionQueue<StatsContext>)>, empty: Vec<u32>) {
         let mut last_warning = None::<Instant>;
         let mut last_commit = Instant::now();
-        let mut polls = 0u32;
         for p in empty {
             if !self.send(Fetched::End(p)) {
                 return;
             }
         }
+        let mut queues: Vec<_> =
+            queues.into_iter().filter(|(p, _)| !self.until_end || self.ends.contains_key(p)).collect();
         loop {
             if self.until_end && self.ends.is_empty() {
                 return;
             }
-            // Reading the clock costs as much as taking a message: not every time.
-            polls = polls.wrapping_add(1);
-            if (polls.is_multiple_of(4096) || pending.is_empty()) && last_commit.elapsed() >= COMMIT_EVERY {
+            if last_commit.elapsed() >= COMMIT_EVERY {
                 self.commit_read();
                 last_commit = Instant::now();
             }
-            // Drain what is buffered without waiting, then wait a little.
-            let wait = if pending.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
-            match self.consumer.poll(wait) {
-                Some(Ok(m)) => {
-                    let p = m.partition() as u32;
-                    let offset = u64::try_from(m.offset()).unwrap_or(0);
-                    let batch = pending.entry(p).or_insert_with(|| MessageBatch { partition: p, ..Default::default() });
-                    batch.push(offset, m.payload().unwrap_or_default());
-                    let ended = self.ends.get(&p).is_some_and(|end| offset + 1 >= *end);
-                    if batch.is_full() || ended {
-                        let batch = pending.remove(&p).unwrap_or_default();
-                        if !self.send(Fetched::Batch(batch)) {
-                            return;
+            let mut got = 0usize;
+            let mut finished = Vec::new();
+            for (p, queue) in &queues {
+                let mut batch = MessageBatch { partition: *p, ..Default::default() };
+                let mut ended = false;
+                while !batch.is_full() && !ended {
+                    match queue.poll(Duration::ZERO) {
+                        Some(Ok(m)) => {
+                            let offset = u64::try_from(m.offset()).unwrap_or(0);
+                            batch.push(offset, m.payload().unwrap_or_default());
+                            ended = self.ends.get(p).is_some_and(|end| offset + 1 >= *end);
                         }
-                    }
-                    if ended {
-                        self.ends.remove(&p);
-                        if !self.send(Fetched::End(p)) {
-                            return;
+                        Some(Err(KafkaError::PartitionEOF(_))) | None => break,
+                        Some(Err(e)) => {
+                            if !self.on_error(e, &mut last_warning) {
+                                return;
+                            }
+                            break;
                         }
                     }
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
-                    // librdkafka retries and reconnects by itself; say what happens, sparingly.
-                    if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
-                        log::warn!("kafka consumer: {e}");
-                        last_warning = Some(Instant::now());
-                    }
-                    if is_fatal(&e) {
-                        let _ = self.send(Fetched::Failed(format!("kafka consumer: {e}")));
+                got += batch.offsets.len();
+                if !batch.is_empty() && !self.send(Fetched::Batch(batch)) {
+                    return;
+                }
+                if ended {
+                    self.ends.remove(p);
+                    finished.push(*p);
+                    if !self.send(Fetched::End(*p)) {
                         return;
                     }
                 }
-                None => {
-                    for (_, batch) in std::mem::take(&mut pending) {
-                        if !self.send(Fetched::Batch(batch)) {
-                            return;
-                        }
+            }
+            queues.retain(|(p, _)| !finished.contains(p));
+            // Serves statistics and errors; waits a little when there was nothing to read.
+            let wait = if got == 0 { Duration::from_millis(5) } else { Duration::ZERO };
+            match self.consumer.poll(wait) {
+                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                Some(Ok(m)) => log::warn!("kafka: unexpected message of partition {} on the main queue", m.partition()),
+                Some(Err(e)) => {
+                    if !self.on_error(e, &mut last_warning) {
+                        return;
                     }
                 }
             }
         }
+    }
+
+    /// Logs a consumer error (sparingly: librdkafka retries and reconnects
+    /// by itself); false if it is fatal and the reader stops.
+    fn on_error(&self, e: KafkaError, last_warning: &mut Option<Instant>) -> bool {
+        if last_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+            log::warn!("kafka consumer: {e}");
+            *last_warning = Some(Instant::now());
+        }
+        if is_fatal(&e) {
+            let _ = self.send(Fetched::Failed(format!("kafka consumer: {e}")));
+            return false;
+        }
+        true
     }
 
     /// Tells the group how far this reader got, so Kafka's own tools show

@@ -43,6 +43,11 @@ pub struct KafkaSection {
     pub until_end: bool,
     /// Where alerts go as JSON (key = `alert_id`); off when unset.
     pub alerts_topic: Option<String>,
+    /// How often (at most) the mark of delivered alerts is advanced; each
+    /// advance waits for the alert sinks to deliver. Shorter: less to
+    /// re-read after a crash; longer: fewer flushes.
+    #[serde(with = "humantime_serde")]
+    pub mark_every: Duration,
     /// librdkafka properties for every client, e.g. `"security.protocol" = "SASL_SSL"`.
     pub properties: BTreeMap<String, String>,
 }
@@ -55,6 +60,7 @@ impl Default for KafkaSection {
             group: "clickwatch".into(),
             until_end: false,
             alerts_topic: None,
+            mark_every: Duration::from_secs(2),
             properties: BTreeMap::new(),
         }
     }
@@ -73,6 +79,9 @@ impl KafkaSection {
         }
         if source && self.topic.as_deref().is_none_or(str::is_empty) {
             return Err(invalid("kafka.topic", "is required with a Kafka source (--topic)"));
+        }
+        if self.mark_every.is_zero() {
+            return Err(invalid("kafka.mark_every", "must be positive"));
         }
         if self.group.is_empty() {
             return Err(invalid("kafka.group", "must not be empty"));

@@ -81,10 +81,6 @@ pub fn plan(records: &[Record], source: &str, before: Option<Micros>, horizon: M
     out
 }
 
-/// How often the mark is advanced: each advance waits for the alert sinks
-/// to deliver (a Kafka flush), so not on every frontier step.
-const MARK_EVERY: Duration = Duration::from_secs(2);
-
 /// The emitted mark of one source in an archive.
 #[derive(Debug, Clone)]
 pub struct EmittedMark {
@@ -92,6 +88,9 @@ pub struct EmittedMark {
     source: String,
     before: Option<Micros>,
     written: Option<Instant>,
+    /// Each advance waits for the alert sinks to deliver (a Kafka flush),
+    /// so not on every frontier step: at most this often.
+    every: Duration,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -103,7 +102,7 @@ struct MarkFile {
 
 impl EmittedMark {
     /// Reads the mark of `source` in the archive at `root` (none yet: `None`).
-    pub fn open(root: &Path, source: &str) -> anyhow::Result<Self> {
+    pub fn open(root: &Path, source: &str, every: Duration) -> anyhow::Result<Self> {
         let name: String =
             source.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
         let path = root.join("_clickwatch").join("emitted").join(format!("{name}.json"));
@@ -116,7 +115,7 @@ impl EmittedMark {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        Ok(EmittedMark { path, source: source.to_owned(), before, written: None })
+        Ok(EmittedMark { path, source: source.to_owned(), before, written: None, every })
     }
 
     pub fn before(&self) -> Option<Micros> {
@@ -125,7 +124,7 @@ impl EmittedMark {
 
     /// Whether it is time to advance the mark to `frontier`.
     pub fn due(&self, frontier: Micros) -> bool {
-        self.before.is_none_or(|b| frontier > b) && self.written.is_none_or(|t| t.elapsed() >= MARK_EVERY)
+        self.before.is_none_or(|b| frontier > b) && self.written.is_none_or(|t| t.elapsed() >= self.every)
     }
 
     /// Records durably that alerts of windows ending before `before` are
@@ -219,12 +218,13 @@ mod tests {
     #[test]
     fn the_mark_survives_a_reopen_and_never_goes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let mut m = EmittedMark::open(dir.path(), "kafka:t").unwrap();
+        let every = Duration::from_secs(60);
+        let mut m = EmittedMark::open(dir.path(), "kafka:t", every).unwrap();
         assert_eq!(m.before(), None);
         assert!(m.due(30 * MIN));
         m.advance(30 * MIN).unwrap();
-        assert!(!m.due(40 * MIN), "advanced at most every {MARK_EVERY:?}");
+        assert!(!m.due(40 * MIN), "advanced at most every {every:?}");
         m.advance(20 * MIN).unwrap();
-        assert_eq!(EmittedMark::open(dir.path(), "kafka:t").unwrap().before(), Some(30 * MIN));
+        assert_eq!(EmittedMark::open(dir.path(), "kafka:t", every).unwrap().before(), Some(30 * MIN));
     }
 }
