@@ -38,6 +38,8 @@ pub enum Command {
     Compact(CompactArgs),
     /// Compute a day's segments, top products and conversion rates from the archive.
     Batch(BatchArgs),
+    /// Run the daily batch at a time of day, without Airflow.
+    Schedule(ScheduleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -255,4 +257,23 @@ pub struct BatchArgs {
     /// How often --follow looks for new files.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub poll: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// Archive root (the directory given to `stream --archive`).
+    #[arg(long)]
+    pub archive: PathBuf,
+    /// Reports go to DIR/<date>/.
+    #[arg(long)]
+    pub reports: PathBuf,
+    /// Time of day (UTC, HH:MM or HH:MM:SS) to report the day that ended.
+    #[arg(long, default_value = "00:30")]
+    pub at: String,
+    /// Report folders of days older than this are removed after each run.
+    #[arg(long, default_value_t = 30)]
+    pub retention_days: u32,
+    /// Stop after this many daily runs (default: run until stopped).
+    #[arg(long)]
+    pub runs: Option<u32>,
 }

@@ -196,3 +196,20 @@ fn the_daily_dag_runs_in_real_airflow_for_days_with_and_without_data() {
     assert_eq!(notified[1]["status"], "no data");
     assert_eq!(notified[1]["date"], "2026-11-10");
 }
+
+#[test]
+fn docker_compose_refers_to_files_that_exist() {
+    // PyYAML comes with Airflow; no Docker engine runs here, so the file is
+    // checked for what can be checked without one.
+    let out = Command::new(venv().join("bin/python"))
+        .arg(root().join("tests/py/check_compose.py"))
+        .arg(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-compose.yaml check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -269,3 +269,46 @@ fn generate_rate_limits_output() {
     // 600 lines at 1000/s cannot take less than ~0.5 s if the limit works.
     assert!(started.elapsed() >= std::time::Duration::from_millis(450), "{:?}", started.elapsed());
 }
+
+#[test]
+fn schedule_runs_the_daily_batch_at_its_time_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // Run 3 seconds from now; it reports the UTC day before the run.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let day = at.date_naive() - chrono::Duration::days(1);
+    let input = dir.path().join("events.jsonl");
+    clickwatch()
+        .args(["generate", "--events", "5000", "--start", &format!("{day}T00:00:00Z"), "--output"])
+        .arg(&input)
+        .assert()
+        .success();
+    clickwatch()
+        .args(["stream", "--no-console", "--input"])
+        .arg(&input)
+        .arg("--archive")
+        .arg(dir.path().join("archive"))
+        .arg("--dead-letter")
+        .arg(dir.path().join("dead.jsonl"))
+        .assert()
+        .success();
+    let reports = dir.path().join("reports");
+    let old = day - chrono::Duration::days(31);
+    std::fs::create_dir_all(reports.join(old.to_string())).unwrap();
+    let started = std::time::Instant::now();
+    clickwatch()
+        .args(["schedule", "--runs", "1", "--retention-days", "30", "--at", &at.format("%H:%M:%S").to_string()])
+        .arg("--archive")
+        .arg(dir.path().join("archive"))
+        .arg("--reports")
+        .arg(&reports)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("next daily batch at"));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "it waited for its time");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join(day.to_string()).join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["event_count"], 5000);
+    assert!(!reports.join(old.to_string()).exists(), "reports past the retention are removed");
+}

@@ -38,6 +38,26 @@ pub fn days(args: &BatchArgs) -> Result<Vec<NaiveDate>, ConfigError> {
     Ok(v)
 }
 
+/// One-shot report of `day` (YYYY-MM-DD) into `reports/<day>/`.
+pub fn report_one_day(archive: &std::path::Path, reports: &std::path::Path, day: &str) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let r = run_day(archive, day)?;
+    let dir = report::write(reports, &r)?;
+    if r.is_empty() {
+        eprintln!("batch {day}: no data in {} (report says so) -> {}", archive.display(), dir.display());
+    } else {
+        eprintln!(
+            "batch {day}: {} events from {} files, {} users in {:.2}s -> {}",
+            r.events,
+            r.input_files.len(),
+            r.users.len(),
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
     if args.follow {
         let dates: Vec<String> = days(args)?.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect();
@@ -50,22 +70,7 @@ pub fn run(args: &BatchArgs) -> anyhow::Result<()> {
         });
     }
     for day in days(args)? {
-        let day = day.format("%Y-%m-%d").to_string();
-        let started = std::time::Instant::now();
-        let r = run_day(&args.archive, &day)?;
-        let dir = report::write(&args.reports, &r)?;
-        if r.is_empty() {
-            eprintln!("batch {day}: no data in {} (report says so) -> {}", args.archive.display(), dir.display());
-        } else {
-            eprintln!(
-                "batch {day}: {} events from {} files, {} users in {:.2}s -> {}",
-                r.events,
-                r.input_files.len(),
-                r.users.len(),
-                started.elapsed().as_secs_f64(),
-                dir.display()
-            );
-        }
+        report_one_day(&args.archive, &args.reports, &day.format("%Y-%m-%d").to_string())?;
     }
     Ok(())
 }

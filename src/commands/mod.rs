@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod compact;
 pub mod demo;
 pub mod generate;
+pub mod schedule;
 pub mod stream;
 
 use crate::cli::{Cli, Command};
@@ -17,5 +18,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(&args),
         Command::Compact(args) => compact::run(&args),
         Command::Batch(args) => batch::run(&args),
+        Command::Schedule(args) => schedule::run(&args),
     }
 }
