@@ -21,7 +21,7 @@ use compact_str::CompactString;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::event::{Event, EventKind, Micros};
@@ -64,6 +64,12 @@ pub fn writer_properties() -> WriterProperties {
         .set_dictionary_enabled(true)
         // Event ids are unique: a dictionary would only overflow and fall back.
         .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
+        // Min/max per column chunk is what readers prune with (event_time,
+        // dates); per-page statistics and column indexes of high-cardinality
+        // ids cost comparisons on every value for no reader benefit.
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(ColumnPath::from("event_id"), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("session_id"), EnabledStatistics::None)
         .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("clickwatch {}", env!("CARGO_PKG_VERSION")))
         .build()
