@@ -24,7 +24,7 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::Scope;
 
 use super::operators::{Rejects, Windows};
-use super::source::{give_batch, Pieces};
+use super::source::{advance_to, give_batch, Pieces};
 use super::speed::Fatal;
 use crate::archive::writer::Piece;
 use crate::config::Validated;
@@ -191,11 +191,7 @@ pub fn kafka_source<'s>(
             match ingestor.clock().advance(now) {
                 Some(w) => {
                     metrics.observe_watermark(w);
-                    for c in cs.iter_mut() {
-                        if *c.time() < w {
-                            c.downgrade(&w);
-                        }
-                    }
+                    advance_to(cs, w);
                     if !rx.is_empty() {
                         activator.activate();
                     } else if !until_end {

@@ -184,6 +184,15 @@ pub(super) fn give_batch(
     }
 }
 
+/// Moves every capability of a source up to its watermark `w`.
+pub(super) fn advance_to(caps: &mut [Capability<Micros>], w: Micros) {
+    for c in caps.iter_mut() {
+        if *c.time() < w {
+            c.downgrade(&w);
+        }
+    }
+}
+
 /// Worker 0: classifies decoded chunks in input order and publishes the
 /// watermark as its capability.
 fn sequence<'s>(
@@ -243,11 +252,7 @@ fn sequence<'s>(
             match ingestor.clock().advance(now) {
                 Some(w) => {
                     metrics.observe_watermark(w);
-                    for c in cs.iter_mut() {
-                        if *c.time() < w {
-                            c.downgrade(&w);
-                        }
-                    }
+                    advance_to(cs, w);
                     if shared.watermark.get() < w {
                         shared.watermark.set(w);
                         if let Some(a) = shared.read.take() {

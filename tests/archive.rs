@@ -3,39 +3,15 @@
 //! exactly the valid input rows, once, also after re-runs, `kill -9`s and
 //! compaction.
 
+mod support;
+
+use support::check_archive;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command as Std, Stdio};
 use std::time::Duration;
 
 use assert_cmd::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The venv with pyarrow and duckdb; fails loudly if it cannot be made.
-fn python() -> PathBuf {
-    let out = Std::new("bash").arg(root().join("bench/venv.sh")).output().expect("run bench/venv.sh");
-    assert!(out.status.success(), "making the Python venv failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("bin/python")
-}
-
-fn check_archive(input: &Path, archive: &Path) {
-    let out = Std::new(python())
-        .arg(root().join("tests/py/check_archive.py"))
-        .arg("--input")
-        .arg(input)
-        .arg("--archive")
-        .arg(archive)
-        .output()
-        .expect("run check_archive.py");
-    assert!(
-        out.status.success(),
-        "archive check failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `events` lines over two days unless `extra` sets `--span`.
 fn generate(path: &Path, events: u64, extra: &[&str]) {

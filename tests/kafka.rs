@@ -17,16 +17,13 @@ use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use serde_json::Value;
+use support::check_archive;
 use support::kafka::Broker;
 
 const TOPIC: &str = "clicks";
 /// Messy input: malformed messages, duplicates and late events included.
 const SHAPE: [&str; 8] =
     ["--malformed-share", "0.01", "--duplicate-share", "0.01", "--late-share", "0.005", "--seed", "11"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("clickwatch")
@@ -95,30 +92,6 @@ fn dead_letters(dir: &Path) -> Vec<(String, String)> {
         .collect();
     v.sort();
     v
-}
-
-fn python() -> PathBuf {
-    let out = Std::new("bash").arg(root().join("bench/venv.sh")).output().expect("run bench/venv.sh");
-    assert!(out.status.success(), "making the Python venv failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("bin/python")
-}
-
-/// The archive holds every valid input line exactly once (pyarrow + DuckDB).
-fn check_archive(input: &Path, archive: &Path) {
-    let out = Std::new(python())
-        .arg(root().join("tests/py/check_archive.py"))
-        .arg("--input")
-        .arg(input)
-        .arg("--archive")
-        .arg(archive)
-        .output()
-        .expect("run check_archive.py");
-    assert!(
-        out.status.success(),
-        "archive check failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every message of `topic` as (key, value), read from the beginning.
