@@ -19,6 +19,7 @@ use crate::config::Validated;
 use crate::event::timestamp::now_micros;
 use crate::event::{DeadLetter, Micros};
 use crate::metrics::Metrics;
+use crate::serve::WindowDesk;
 use crate::window::engine::{ClosedWindow, WindowEngine, WindowEvent};
 
 /// Stable hash of a product id: decides which worker owns its windows.
@@ -59,18 +60,28 @@ pub fn windows<'s>(
     cfg: &Validated,
     with_counts: bool,
     metrics: Arc<Metrics>,
+    desk: Option<Arc<WindowDesk>>,
 ) -> Stream<'s, Micros, Vec<SpeedOut>> {
     let early = cfg.emit == crate::alert::EmitMode::Early;
     let mut engine = WindowEngine::new(cfg.spec()).track_touched(early);
     let mut emitter = Emitter::new(cfg.rule, cfg.emit);
-    events.unary_frontier(Exchange::new(|e: &WindowEvent| route(&e.product)), "Windows", move |cap, _info| {
+    let scope = events.scope();
+    events.unary_frontier(Exchange::new(|e: &WindowEvent| route(&e.product)), "Windows", move |cap, info| {
         let mut cap = Some(cap);
+        // Window queries of the HTTP API, answered between batches.
+        let mut answerer = desk.as_ref().map(|d| {
+            let wake = scope.worker().sync_activator_for(info.address.to_vec());
+            d.register(scope.index(), scope.peers(), wake)
+        });
         move |(input, frontier), output| {
             input.for_each(|_time, data| {
                 for ev in data.iter() {
                     engine.on_event(ev);
                 }
             });
+            if let Some(a) = answerer.as_mut() {
+                a.answer(&engine);
+            }
             let Some(c) = cap.as_mut() else { return };
             let f = frontier.frontier().first().copied();
             // Until the first event, sources publish 0: "no watermark yet".
@@ -92,6 +103,9 @@ pub fn windows<'s>(
             // activation closed it, which makes the outputs identical
             // for any number of workers.
             let closed = engine.on_frontier(f);
+            if let Some(a) = answerer.as_mut() {
+                a.on_closed(&closed);
+            }
             metrics.windows_closed.fetch_add(closed.len() as u64, std::sync::atomic::Ordering::Relaxed);
             for group in closed.chunk_by(|a, b| a.end == b.end) {
                 let end = group[0].end;
@@ -106,7 +120,12 @@ pub fn windows<'s>(
             match f {
                 Some(f) if f > *c.time() => c.downgrade(&f),
                 Some(_) => {}
-                None => cap = None,
+                None => {
+                    cap = None;
+                    if let (Some(mut a), Some(d)) = (answerer.take(), desk.as_ref()) {
+                        a.finish(d);
+                    }
+                }
             }
         }
     })

@@ -252,6 +252,7 @@ fn sequence<'s>(
             match ingestor.clock().advance(now) {
                 Some(w) => {
                     metrics.observe_watermark(w);
+                    metrics.observe_partition_watermark(PARTITION, w);
                     advance_to(cs, w);
                     if shared.watermark.get() < w {
                         shared.watermark.set(w);

@@ -29,6 +29,7 @@ use crate::event::{DeadLetter, Micros, Reason};
 use crate::kafka::resume::EmittedMark;
 use crate::kafka::KafkaSection;
 use crate::metrics::Metrics;
+use crate::serve::Hub;
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::AlertSinks;
 use crate::sources::lines::LineInput;
@@ -70,6 +71,8 @@ pub struct SpeedJob {
     /// (alerts of windows before it are not emitted again) and advanced
     /// as alerts are delivered.
     pub emitted: Option<EmittedMark>,
+    /// With `--http`: what the serving layer reads (recent alerts, window queries).
+    pub hub: Option<Hub>,
     pub sinks: SinksSection,
     /// The archive and the identity of the input in its commit log.
     pub archive: Option<(ArchiveConfig, String)>,
@@ -95,7 +98,10 @@ pub fn run(job: SpeedJob, timely_config: timely::Config) -> anyhow::Result<()> {
 fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
     let first = worker.index() == 0;
     let alert_sinks = Rc::new(RefCell::new(
-        first.then(|| AlertSinks::build(&job.sinks, job.kafka.as_ref(), job.metrics.clone())).transpose()?,
+        first
+            .then(|| AlertSinks::build(&job.sinks, job.kafka.as_ref(), job.metrics.clone()))
+            .transpose()?
+            .map(|s| s.with_recent(job.hub.as_ref().map(|h| h.alerts.clone()))),
     ));
     let counts_file = Rc::new(RefCell::new(
         job.sinks
@@ -124,7 +130,13 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
             }
         };
         archive_sink(pieces, archive_writer.clone(), job.fatal.clone());
-        let results = operators::windows(windows, &job.cfg, with_counts, job.metrics.clone());
+        let results = operators::windows(
+            windows,
+            &job.cfg,
+            with_counts,
+            job.metrics.clone(),
+            job.hub.as_ref().map(|h| h.windows.clone()),
+        );
 
         let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());
         // Results of windows ending before the mark were delivered by a previous run.

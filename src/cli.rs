@@ -107,8 +107,11 @@ pub struct GenerateArgs {
 #[command(disable_help_flag = true)]
 pub struct StreamArgs {
     /// Input file, or - for stdin (one JSON event per line). Or use --kafka.
-    #[arg(long, short = 'i', required_unless_present = "kafka", conflicts_with = "kafka")]
+    #[arg(long, short = 'i', required_unless_present_any = ["kafka", "collect"], conflicts_with_all = ["kafka", "collect"])]
     pub input: Option<String>,
+    /// Read events POSTed to /collect on the --http address (ends on SIGINT/SIGTERM).
+    #[arg(long, conflicts_with = "kafka")]
+    pub collect: bool,
     /// Read the topic --topic from these Kafka brokers (host:port,...).
     #[arg(long, env = "CLICKWATCH_KAFKA", value_name = "BROKERS")]
     pub kafka: Option<String>,
@@ -124,6 +127,15 @@ pub struct StreamArgs {
     /// Also send alerts to this Kafka topic (key = alert_id).
     #[arg(long, env = "CLICKWATCH_ALERTS_TOPIC")]
     pub alerts_topic: Option<String>,
+    /// Serve /metrics and the JSON API on this address (host:port, or a port on 127.0.0.1).
+    #[arg(long, env = "CLICKWATCH_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Bearer token the HTTP endpoint requires (all but /api/health).
+    #[arg(long, env = "CLICKWATCH_HTTP_TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
+    /// Batch reports directory the dashboard links to.
+    #[arg(long, env = "CLICKWATCH_REPORTS", value_name = "DIR")]
+    pub reports: Option<PathBuf>,
     /// TOML configuration file (flags and CLICKWATCH_* variables override it).
     #[arg(long, env = "CLICKWATCH_CONFIG")]
     pub config: Option<PathBuf>,
@@ -218,6 +230,15 @@ pub struct DemoArgs {
     /// Print every alert on the console (default: a summary table).
     #[arg(long)]
     pub verbose: bool,
+    /// Serve the live dashboard here while the demo runs (a free port if taken).
+    #[arg(long, default_value = "127.0.0.1:8421", value_name = "ADDR")]
+    pub http: String,
+    /// No dashboard.
+    #[arg(long)]
+    pub no_dashboard: bool,
+    /// Keep the dashboard up after the run, until Ctrl-C.
+    #[arg(long, conflicts_with = "no_dashboard")]
+    pub hold: bool,
 }
 
 #[derive(Debug, Args)]

@@ -137,6 +137,8 @@ pub struct StreamConfig {
     pub archive: Option<crate::archive::ArchiveConfig>,
     /// Kafka source and alert topic settings (used with `--kafka`).
     pub kafka: crate::kafka::KafkaSection,
+    /// The HTTP endpoint (metrics, API); off unless an address is given.
+    pub http: crate::serve::HttpSection,
 }
 
 fn micros(d: Duration) -> Micros {
@@ -195,6 +197,7 @@ impl StreamConfig {
         if let Some(archive) = &self.archive {
             archive.validate()?;
         }
+        self.http.socket_addr()?;
         Ok(Validated {
             clock: ClockConfig { spec, delay: micros(w.watermark_delay), idle_timeout: micros(w.idle_timeout) },
             rule: FlashSaleRule { min_views: self.alert.min_views, max_purchases: self.alert.max_purchases },

@@ -9,6 +9,7 @@ pub mod config;
 pub mod event;
 pub mod kafka;
 pub mod metrics;
+pub mod serve;
 pub mod sinks;
 pub mod sources;
 pub mod window;

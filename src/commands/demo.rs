@@ -11,6 +11,7 @@ use crate::alert::Alert;
 use crate::cli::{ClusterArgs, DemoArgs};
 use crate::config::StreamConfig;
 use crate::generate::{GenerateConfig, Profile};
+use crate::serve::{HttpServer, Hub};
 use crate::sources::lines::LineInput;
 
 use super::{generate, stream};
@@ -54,9 +55,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&archive).with_context(|| format!("clearing {}", archive.display()))?;
     }
     config.archive = Some(crate::archive::ArchiveConfig::new(archive.clone()));
+    let reports = out.join("reports");
     let cluster = ClusterArgs { workers: args.workers, processes: 1, process: 0, hostfile: None };
+    let (hub, server) = dashboard(args, &mut config, &reports, &cluster)?;
     let t = Instant::now();
-    let metrics = stream::execute(&config, Some(LineInput::File(events.clone())), &cluster)?;
+    let metrics = stream::execute(&config, Some(LineInput::File(events.clone())), &cluster, &hub)?;
     let secs = t.elapsed().as_secs_f64();
     println!("{}", stream::summary(&metrics, secs, &config));
 
@@ -65,7 +68,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     // The batch layer over the archive the stream just wrote.
     let t = Instant::now();
-    let reports = out.join("reports");
     let day = crate::archive::parquet::event_date(gen.start_ms * 1000); // the generated day
     let report = crate::batch::run_day(&archive, &day)?;
     let dir = crate::batch::report::write(&reports, &report)?;
@@ -84,7 +86,41 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         println!("  {:<40} {what}", out.join(name).display().to_string());
     }
     println!("\ndemo: open {} in a browser for the day's charts", dir.join("report.html").display());
+    if let Some(s) = &server {
+        if args.hold {
+            println!("demo: the dashboard stays up at {} (Ctrl-C to stop)", s.url());
+            loop {
+                std::thread::park();
+            }
+        }
+        println!("demo: the dashboard was at {} (add --hold to keep it up after the run)", s.url());
+    }
     Ok(())
+}
+
+/// Starts the live dashboard on `args.http`, or on a free port when that
+/// one is taken; prints its URL.
+fn dashboard(
+    args: &DemoArgs,
+    config: &mut StreamConfig,
+    reports: &Path,
+    cluster: &ClusterArgs,
+) -> anyhow::Result<(Hub, Option<HttpServer>)> {
+    if args.no_dashboard {
+        return stream::serve(config, None, cluster);
+    }
+    config.http.addr = Some(args.http.clone());
+    config.http.reports = Some(reports.to_path_buf());
+    let served = stream::serve(config, None, cluster).or_else(|e| {
+        let Some(addr) = config.http.socket_addr()? else { return Err(e) };
+        eprintln!("demo: {addr} is taken ({e:#}); using a free port");
+        config.http.addr = Some(format!("{}:0", addr.ip()));
+        stream::serve(config, None, cluster)
+    })?;
+    if let Some(s) = &served.1 {
+        println!("demo: live dashboard at {}", s.url());
+    }
+    Ok(served)
 }
 
 fn read_alerts(path: &Path) -> anyhow::Result<Vec<Alert>> {

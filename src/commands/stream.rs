@@ -14,6 +14,8 @@ use crate::dataflows::speed::{self, Fatal, Input, SpeedJob};
 use crate::kafka::resume::{self, EmittedMark};
 use crate::kafka::{self, consumer::StartAt};
 use crate::metrics::Metrics;
+use crate::serve::collect::{CollectChannel, CollectLimits};
+use crate::serve::{HttpServer, Hub, ServeState};
 use crate::sinks::webhook::WebhookConfig;
 use crate::sources::lines::LineInput;
 
@@ -75,6 +77,16 @@ pub fn resolve_config(args: &StreamArgs) -> Result<StreamConfig, ConfigError> {
     if let Some(v) = &args.alerts_topic {
         k.alerts_topic = Some(v.clone());
     }
+    if let Some(v) = &args.http {
+        c.http.addr = Some(v.clone());
+    }
+    // An empty variable (`CLICKWATCH_HTTP_TOKEN=`) means no token.
+    if let Some(v) = args.http_token.as_ref().filter(|v| !v.is_empty()) {
+        c.http.token = Some(v.clone());
+    }
+    if let Some(v) = &args.reports {
+        c.http.reports = Some(v.clone());
+    }
     if let Some(v) = args.max_event_bytes {
         c.input.max_event_bytes = v;
     }
@@ -107,24 +119,77 @@ pub fn resolve_config(args: &StreamArgs) -> Result<StreamConfig, ConfigError> {
 pub fn run(args: &StreamArgs) -> anyhow::Result<Arc<Metrics>> {
     let config = resolve_config(args)?;
     let started = Instant::now();
-    let input = args.input.as_deref().map(LineInput::parse);
-    let metrics = execute(&config, input, &args.cluster)?;
+    let input = match (args.collect, args.input.as_deref()) {
+        (true, _) => Some(LineInput::Collect(CollectChannel::default())),
+        (false, input) => input.map(LineInput::parse),
+    };
+    if let Some(LineInput::Collect(channel)) = &input {
+        if config.http.addr.is_none() {
+            return Err(ConfigError::Invalid { key: "http.addr", message: "--collect needs --http ADDR".into() }.into());
+        }
+        stop_on_signal(channel.clone())?;
+    }
+    let (hub, server) = serve(&config, input.as_ref(), &args.cluster)?;
+    if let Some(s) = &server {
+        eprintln!("stream: serving {} (dashboard; /metrics, /api/alerts, /api/windows, /api/health)", s.url());
+    }
+    let metrics = execute(&config, input, &args.cluster, &hub)?;
+    drop(server);
     if args.cluster.process == 0 {
         eprintln!("{}", summary(&metrics, started.elapsed().as_secs_f64(), &config));
     }
     Ok(metrics)
 }
 
+/// SIGINT / SIGTERM end a `--collect` stream: no more requests are taken,
+/// the queued ones are read, every window closes as at the end of a file.
+fn stop_on_signal(channel: CollectChannel) -> anyhow::Result<()> {
+    ctrlc::set_handler(move || {
+        if channel.is_closed() {
+            std::process::exit(130); // a second signal: stop now
+        }
+        eprintln!("stream: stopping (no more events taken on /collect)");
+        channel.close();
+    })
+    .map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))
+}
+
+/// The shared state of the serving layer, and its server if `[http] addr`
+/// is set (on process 0, where the sinks are).
+pub fn serve(
+    config: &StreamConfig,
+    input: Option<&LineInput>,
+    cluster: &ClusterArgs,
+) -> anyhow::Result<(Hub, Option<HttpServer>)> {
+    let hub = Hub::new(Arc::new(Metrics::default()), &config.http);
+    let Some(addr) = config.http.socket_addr()?.filter(|_| cluster.process == 0) else { return Ok((hub, None)) };
+    let mut state = ServeState::new(hub.clone(), &config.http);
+    if let Some(LineInput::Collect(channel)) = input {
+        let limits = CollectLimits {
+            max_body_bytes: config.http.max_body_bytes,
+            max_batch_events: config.http.max_batch_events,
+            event: config.validate()?.limits,
+        };
+        state = state.with_collect(channel.clone(), limits);
+    }
+    Ok((hub, Some(HttpServer::start(addr, state)?)))
+}
+
 /// Runs the speed layer to the end of its input (`lines`, else the Kafka
-/// topic of the configuration); returns its metrics.
-pub fn execute(config: &StreamConfig, lines: Option<LineInput>, cluster: &ClusterArgs) -> anyhow::Result<Arc<Metrics>> {
+/// topic of the configuration); returns its metrics (the hub's).
+pub fn execute(
+    config: &StreamConfig,
+    lines: Option<LineInput>,
+    cluster: &ClusterArgs,
+    hub: &Hub,
+) -> anyhow::Result<Arc<Metrics>> {
     let validated = config.validate()?;
     let uses_kafka = lines.is_none() || config.kafka.alerts_topic.is_some();
     if uses_kafka {
         config.kafka.validate(lines.is_none())?;
     }
     let timely = timely_config(cluster)?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = hub.metrics.clone();
     let (input, emitted) = match lines {
         Some(l) => (Input::Lines(l), None),
         None => kafka_input(config, &validated)?,
@@ -142,6 +207,7 @@ pub fn execute(config: &StreamConfig, lines: Option<LineInput>, cluster: &Cluste
         input,
         kafka: uses_kafka.then(|| config.kafka.clone()),
         emitted,
+        hub: config.http.addr.is_some().then(|| hub.clone()),
         sinks,
         metrics: metrics.clone(),
         fatal: Fatal::default(),
@@ -231,6 +297,7 @@ fn archive_source_id(input: &Input) -> anyhow::Result<String> {
     match input {
         Input::Lines(LineInput::File(p)) => file_source_id(p),
         Input::Lines(LineInput::Stdin) => Ok(format!("stdin:{}", crate::event::timestamp::now_micros())),
+        Input::Lines(LineInput::Collect(_)) => Ok(format!("http:{}", crate::event::timestamp::now_micros())),
         Input::Kafka(k) => Ok(k.name()),
     }
 }

@@ -17,6 +17,7 @@ use crate::alert::Alert;
 use crate::config::SinksSection;
 use crate::kafka::KafkaSection;
 use crate::metrics::Metrics;
+use crate::serve::RecentAlerts;
 use jsonl::JsonlFile;
 use kafka::KafkaAlertSink;
 use webhook::WebhookSink;
@@ -26,6 +27,8 @@ pub struct AlertSinks {
     file: Option<JsonlFile>,
     webhook: Option<WebhookSink>,
     kafka: Option<KafkaAlertSink>,
+    /// The HTTP API's view of recent alerts.
+    recent: Option<Arc<RecentAlerts>>,
     metrics: Arc<Metrics>,
 }
 
@@ -38,12 +41,22 @@ impl AlertSinks {
             file: cfg.alerts_file.as_deref().map(|p| JsonlFile::open(p, cfg.append)).transpose()?,
             webhook: cfg.webhook.as_ref().map(|w| WebhookSink::start(w, metrics.clone())).transpose()?,
             kafka: topic.map(|(k, t)| KafkaAlertSink::start(k, t)).transpose()?,
+            recent: None,
             metrics,
         })
     }
 
+    /// Also keeps each alert in `recent` (for `/api/alerts`).
+    pub fn with_recent(mut self, recent: Option<Arc<RecentAlerts>>) -> Self {
+        self.recent = recent;
+        self
+    }
+
     pub fn emit(&mut self, alert: &Alert) -> anyhow::Result<()> {
         self.metrics.add_alert(alert.status);
+        if let Some(r) = &self.recent {
+            r.push(alert);
+        }
         if self.console {
             console::print(alert);
         }

@@ -19,11 +19,15 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use timely::scheduling::SyncActivator;
 
+use crate::serve::collect::CollectChannel;
+
 /// What a line source reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LineInput {
     File(PathBuf),
     Stdin,
+    /// Events POSTed to `/collect` (`stream --collect`).
+    Collect(CollectChannel),
 }
 
 impl LineInput {
@@ -35,9 +39,10 @@ impl LineInput {
         }
     }
 
-    /// Stdin is live (the future-skew check applies); files are replays.
+    /// Stdin and `/collect` are live (the future-skew check applies);
+    /// files are replays.
     pub fn is_live(&self) -> bool {
-        matches!(self, LineInput::Stdin)
+        matches!(self, LineInput::Stdin | LineInput::Collect(_))
     }
 
     /// The `source` field of dead letters from this input.
@@ -45,6 +50,7 @@ impl LineInput {
         match self {
             LineInput::File(p) => format!("file:{}", p.display()),
             LineInput::Stdin => "stdin".to_string(),
+            LineInput::Collect(_) => "http:/collect".to_string(),
         }
     }
 }
@@ -79,6 +85,7 @@ pub fn spawn(
     let reader: Box<dyn Read + Send> = match &input {
         LineInput::File(p) => Box::new(File::open(p)?),
         LineInput::Stdin => Box::new(io::stdin()),
+        LineInput::Collect(c) => Box::new(c.reader()),
     };
     let (tx, rx) = bounded(8);
     let handle = std::thread::Builder::new().name("line-reader".into()).spawn(move || {

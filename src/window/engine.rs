@@ -213,6 +213,11 @@ impl WindowEngine {
         v
     }
 
+    /// Products with live state.
+    pub fn products(&self) -> impl Iterator<Item = &str> {
+        self.products.keys().map(CompactString::as_str)
+    }
+
     /// The still-open windows of `product` with their current counts.
     pub fn open_windows(&self, product: &str) -> Vec<ClosedWindow> {
         let Some(cells) = self.products.get(product) else {
