@@ -324,3 +324,45 @@ fn bad_http_settings_are_configuration_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--collect needs --http"));
 }
+
+#[test]
+fn demo_serves_the_dashboard_and_links_the_batch_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(bin())
+        .args(["demo", "--events", "150000", "--hold", "--http", &format!("127.0.0.1:{port}"), "--out"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut printed = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("stays up at") {
+            break;
+        }
+    }
+    let result = std::panic::catch_unwind(|| {
+        assert!(printed.contains(&format!("demo: live dashboard at {base}/")), "{printed}");
+        assert!(printed.contains(&format!("the dashboard stays up at {base}/")), "{printed}");
+        let days = json(&get(&format!("{base}/api/reports"), None).1);
+        assert_eq!(days[0]["date"], "2026-11-24", "{days}");
+        let (status, html) = get(&format!("{base}{}", days[0]["html"].as_str().unwrap()), None);
+        assert_eq!(status, 200);
+        assert!(html.contains("<html"), "the day's report.html");
+        assert!(!json(&get(&format!("{base}/api/alerts"), None).1).as_array().unwrap().is_empty());
+        // The stream has ended: its last closed windows remain readable.
+        let windows = json(&get(&format!("{base}/api/windows?top=3"), None).1);
+        assert_eq!(windows["live"], false, "{windows}");
+        assert_eq!(windows["closed"].as_array().unwrap().len(), 3, "{windows}");
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
