@@ -34,6 +34,7 @@ use crate::kafka::consumer::{self, Assignment, Fetched, StartAt};
 use crate::kafka::resume::Resume;
 use crate::kafka::{owned_by, KafkaSection};
 use crate::metrics::Metrics;
+use crate::shutdown::Stop;
 use crate::sources::ingest::{decode_messages, Batch, Ingestor};
 
 /// Message batches taken per activation before yielding to the other
@@ -69,7 +70,7 @@ pub fn kafka_source<'s>(
     cfg: &Validated,
     archive: bool,
     metrics: Arc<Metrics>,
-    fatal: Fatal,
+    (fatal, stop): (Fatal, Stop),
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
     let mut builder = OperatorBuilder::new("KafkaSource".to_owned(), scope);
     let info = builder.operator_info();
@@ -131,6 +132,12 @@ pub fn kafka_source<'s>(
                 caps = None; // no partitions here, done, or stopping on an error
                 return;
             };
+            if stop.requested() {
+                // What was fetched and not yet read is read again after a
+                // restart; the open windows are rebuilt then.
+                caps = None;
+                return;
+            }
             let now = now_micros();
             let (mut out_w, mut out_r, mut out_a) = (out_w.activate(), out_r.activate(), out_a.activate());
             for _ in 0..BATCHES_PER_ACTIVATION {
@@ -188,6 +195,7 @@ pub fn kafka_source<'s>(
                 }
             }
             ingestor.publish(&metrics);
+            ingestor.publish_state(&metrics);
             match ingestor.clock().advance(now) {
                 Some(w) => {
                     metrics.observe_watermark(w);

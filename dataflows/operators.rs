@@ -20,6 +20,7 @@ use crate::event::timestamp::now_micros;
 use crate::event::{DeadLetter, Micros};
 use crate::metrics::Metrics;
 use crate::serve::WindowDesk;
+use crate::shutdown::Stop;
 use crate::window::engine::{ClosedWindow, WindowEngine, WindowEvent};
 
 /// Stable hash of a product id: decides which worker owns its windows.
@@ -61,11 +62,13 @@ pub fn windows<'s>(
     with_counts: bool,
     metrics: Arc<Metrics>,
     desk: Option<Arc<WindowDesk>>,
+    stop: Stop,
 ) -> Stream<'s, Micros, Vec<SpeedOut>> {
     let early = cfg.emit == crate::alert::EmitMode::Early;
     let mut engine = WindowEngine::new(cfg.spec()).track_touched(early);
     let mut emitter = Emitter::new(cfg.rule, cfg.emit);
     let scope = events.scope();
+    let mut published_cells = 0i64;
     events.unary_frontier(Exchange::new(|e: &WindowEvent| route(&e.product)), "Windows", move |cap, info| {
         let mut cap = Some(cap);
         // Window queries of the HTTP API, answered between batches.
@@ -102,7 +105,13 @@ pub fn windows<'s>(
             // sink then orders by window end whatever worker or
             // activation closed it, which makes the outputs identical
             // for any number of workers.
-            let closed = engine.on_frontier(f);
+            // A stop that leaves the open windows open: nothing more closes,
+            // not even what a frontier moved by another worker's stopped
+            // source (no longer holding it back) would close, and the
+            // capability stays put, so the sinks' frontier (the emitted
+            // mark) does not pass windows that were never closed.
+            let abandon = stop.abandons_open_windows();
+            let closed = if abandon { Vec::new() } else { engine.on_frontier(f) };
             if let Some(a) = answerer.as_mut() {
                 a.on_closed(&closed);
             }
@@ -116,8 +125,12 @@ pub fn windows<'s>(
                     session.give_iterator(group.iter().cloned().map(SpeedOut::Window));
                 }
             }
+            let cells = engine.cells() as i64;
+            metrics.window_cells.fetch_add(cells - published_cells, std::sync::atomic::Ordering::Relaxed);
+            published_cells = cells;
             metrics.engine_anomalies.fetch_max(engine.anomalies(), std::sync::atomic::Ordering::Relaxed);
             match f {
+                Some(_) if abandon => {}
                 Some(f) if f > *c.time() => c.downgrade(&f),
                 Some(_) => {}
                 None => {

@@ -34,6 +34,7 @@ use crate::config::Validated;
 use crate::event::timestamp::now_micros;
 use crate::event::{DeadLetter, Limits, Micros};
 use crate::metrics::Metrics;
+use crate::shutdown::Stop;
 use crate::sources::ingest::{decode_chunk, Batch, DecodedChunk, Ingestor, RawBody, RawChunk};
 use crate::sources::lines::{self, Chunk, LineInput};
 use crate::window::engine::WindowEvent;
@@ -64,15 +65,15 @@ pub fn line_source<'s>(
     cfg: &Validated,
     archive: bool,
     metrics: Arc<Metrics>,
-    fatal: Fatal,
+    (fatal, stop): (Fatal, Stop),
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
     let shared = Shared { watermark: Rc::new(Cell::new(Micros::MIN)), read: Rc::new(Cell::new(None)) };
     let limits = Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| input.is_live()), ..cfg.limits };
     let name = input.name();
     let live = input.is_live();
-    let raw = read(scope, input, limits.max_event_bytes, shared.clone(), fatal);
+    let raw = read(scope, input, limits.max_event_bytes, shared.clone(), (fatal, stop.clone()));
     let decoded = decode(raw, limits, name.clone(), metrics.clone());
-    sequence(decoded, cfg, name, live, archive, shared, metrics)
+    sequence(decoded, cfg, name, (live, archive), shared, metrics, stop)
 }
 
 /// Reads the input on worker 0 and deals its chunks to all workers.
@@ -81,7 +82,7 @@ fn read<'s>(
     input: LineInput,
     max_line: usize,
     shared: Shared,
-    fatal: Fatal,
+    (fatal, stop): (Fatal, Stop),
 ) -> Stream<'s, Micros, Vec<RawChunk>> {
     let mut builder = OperatorBuilder::new("Read".to_owned(), scope);
     let info = builder.operator_info();
@@ -94,6 +95,10 @@ fn read<'s>(
     let activator = scope.activator_for(info.address.clone());
     let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
 
+    // `/collect` ends when its channel is closed and drained; the others
+    // stop reading on a stop request, after what their reader already holds.
+    let stops_on_request = !matches!(input, LineInput::Collect(_));
+    let polls = input.is_live();
     builder.build(move |mut caps| {
         let mut cap = caps.pop();
         let mut reader = None;
@@ -115,7 +120,8 @@ fn read<'s>(
                 c.downgrade(&w);
             }
             let mut out = output.activate();
-            for _ in 0..CHUNKS_PER_ACTIVATION {
+            let stopping = stops_on_request && stop.requested();
+            for _ in 0..if stopping { usize::MAX } else { CHUNKS_PER_ACTIVATION } {
                 let Ok(chunk) = rx.try_recv() else { break };
                 let (offset, body) = match chunk {
                     Chunk::Lines { offset, data } => (offset, RawBody::Lines(data)),
@@ -134,8 +140,13 @@ fn read<'s>(
                 out.session(&*c).give(RawChunk { seq, partition: PARTITION, offset, body });
                 seq += 1;
             }
-            if !rx.is_empty() {
+            if stopping {
+                cap = None;
+            } else if !rx.is_empty() {
                 activator.activate();
+            } else if polls {
+                // A live reader may block for long: look for a stop request.
+                activator.activate_after(Duration::from_millis(250));
             }
         }
     });
@@ -199,10 +210,10 @@ fn sequence<'s>(
     decoded: Stream<'s, Micros, Vec<DecodedChunk>>,
     cfg: &Validated,
     source: String,
-    live: bool,
-    archive: bool,
+    (live, archive): (bool, bool),
     shared: Shared,
     metrics: Arc<Metrics>,
+    stop: Stop,
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
     let scope = decoded.scope();
     let mut builder = OperatorBuilder::new("Sequence".to_owned(), scope);
@@ -246,13 +257,21 @@ fn sequence<'s>(
                 give_batch(&mut batch, cs, &mut out_w, &mut out_r);
             }
             ingestor.publish(&metrics);
+            ingestor.publish_state(&metrics);
             if frontiers[0].is_empty() && pending.is_empty() {
+                if stop.abandons_open_windows() {
+                    // Everything read is out; the watermark stays where it is.
+                    caps = None;
+                    return;
+                }
                 ingestor.clock().finish_partition(PARTITION);
             }
             match ingestor.clock().advance(now) {
                 Some(w) => {
                     metrics.observe_watermark(w);
-                    metrics.observe_partition_watermark(PARTITION, w);
+                    if w > 0 {
+                        metrics.observe_partition_watermark(PARTITION, w);
+                    }
                     advance_to(cs, w);
                     if shared.watermark.get() < w {
                         shared.watermark.set(w);

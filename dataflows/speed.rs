@@ -10,10 +10,10 @@
 //! watermark, so "the frontier passed the window end" is exactly "the
 //! window is closed". Sinks write on worker 0 only.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
 use timely::worker::Worker;
@@ -30,27 +30,11 @@ use crate::kafka::resume::EmittedMark;
 use crate::kafka::KafkaSection;
 use crate::metrics::Metrics;
 use crate::serve::Hub;
+pub use crate::shutdown::Fatal;
+use crate::shutdown::{Shutdown, Stop};
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::AlertSinks;
 use crate::sources::lines::LineInput;
-
-/// The first fatal error of the run (e.g. an unreadable input or a sink
-/// that cannot write). Sources stop reading once it is set, the dataflow
-/// drains, and `stream` exits 1 with this message.
-#[derive(Clone, Default, Debug)]
-pub struct Fatal(Arc<Mutex<Option<String>>>);
-
-impl Fatal {
-    pub fn set(&self, msg: impl Into<String>) {
-        if let Ok(mut slot) = self.0.lock() {
-            slot.get_or_insert_with(|| msg.into());
-        }
-    }
-
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().ok().and_then(|s| s.clone())
-    }
-}
 
 /// What the speed layer reads.
 #[derive(Debug, Clone)]
@@ -78,6 +62,15 @@ pub struct SpeedJob {
     pub archive: Option<(ArchiveConfig, String)>,
     pub metrics: Arc<Metrics>,
     pub fatal: Fatal,
+    /// SIGINT / SIGTERM (see `crate::shutdown`).
+    pub shutdown: Shutdown,
+}
+
+impl Input {
+    /// Whether the input can be read again after a stop.
+    pub fn replayable(&self) -> bool {
+        matches!(self, Input::Lines(LineInput::File(_)) | Input::Kafka(_))
+    }
 }
 
 /// Runs the speed layer to completion on a timely cluster.
@@ -119,14 +112,20 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
         _ => None,
     }));
 
+    let stop = Stop { shutdown: job.shutdown.clone(), replayable: job.input.replayable(), fatal: job.fatal.clone() };
     worker.dataflow::<Micros, _, _>(|scope| {
         let archiving = job.archive.is_some();
         let (windows, rejected, pieces) = match &job.input {
-            Input::Lines(lines) => {
-                source::line_source(scope, lines.clone(), &job.cfg, archiving, job.metrics.clone(), job.fatal.clone())
-            }
+            Input::Lines(lines) => source::line_source(
+                scope,
+                lines.clone(),
+                &job.cfg,
+                archiving,
+                job.metrics.clone(),
+                (job.fatal.clone(), stop.clone()),
+            ),
             Input::Kafka(kafka) => {
-                kafka_source(scope, kafka, &job.cfg, archiving, job.metrics.clone(), job.fatal.clone())
+                kafka_source(scope, kafka, &job.cfg, archiving, job.metrics.clone(), (job.fatal.clone(), stop.clone()))
             }
         };
         archive_sink(pieces, archive_writer.clone(), job.fatal.clone());
@@ -136,12 +135,16 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
             with_counts,
             job.metrics.clone(),
             job.hub.as_ref().map(|h| h.windows.clone()),
+            stop.clone(),
         );
 
         let (fatal, sinks, counts) = (job.fatal.clone(), alert_sinks.clone(), counts_file.clone());
         // Results of windows ending before the mark were delivered by a previous run.
         let before = job.emitted.as_ref().and_then(|m| m.before()).unwrap_or(Micros::MIN);
         let (metrics, mark, emitted) = (job.metrics.clone(), emitted.clone(), emitted.clone());
+        // Every result before this time has been emitted (the sink's frontier).
+        let done_before = Rc::new(Cell::new(Micros::MIN));
+        let (done, done_at_finish, stop_at_finish) = (done_before.clone(), done_before, stop.clone());
         operators::ordered_sink(
             results,
             "AlertSinks",
@@ -173,8 +176,15 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
                 }
             },
             {
-                let (fatal, sinks) = (job.fatal.clone(), alert_sinks.clone());
+                let (fatal, sinks, stop) = (job.fatal.clone(), alert_sinks.clone(), stop.clone());
                 move |frontier| {
+                    // Once a stop leaves windows open, Windows operators drop
+                    // their capabilities one by one: the frontier then says
+                    // nothing about what was closed. Keep the last one before.
+                    if stop.abandons_open_windows() {
+                        return;
+                    }
+                    done.set(frontier);
                     let mut mark = mark.borrow_mut();
                     let Some(m) = mark.as_mut().filter(|m| m.due(frontier)) else { return };
                     if let Err(e) =
@@ -189,9 +199,16 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
                 move || {
                     let done = sinks.borrow_mut().take().map_or(Ok(()), |s| s.finish());
                     let done = done.and_then(|_| counts.borrow_mut().take().map_or(Ok(()), |f| f.finish()));
-                    // Every window closed and every alert delivered.
-                    let done =
-                        done.and_then(|_| emitted.borrow_mut().as_mut().map_or(Ok(()), |m| m.advance(Micros::MAX)));
+                    // Every alert delivered: of every window, or on a stop
+                    // that leaves windows open, of those the Windows
+                    // operators closed: every window ending at or before
+                    // the last frontier they held (all released now).
+                    let through = if stop_at_finish.abandons_open_windows() {
+                        done_at_finish.get().saturating_add(1)
+                    } else {
+                        Micros::MAX
+                    };
+                    let done = done.and_then(|_| emitted.borrow_mut().as_mut().map_or(Ok(()), |m| m.advance(through)));
                     if let Err(e) = done {
                         fatal.set(format!("{e:#}"));
                     }
@@ -232,7 +249,7 @@ fn archive_sink<'s>(pieces: source::Pieces<'s>, writer: Rc<RefCell<Option<Archiv
     use timely::dataflow::operators::generic::Operator;
     pieces.sink(Exchange::new(|_: &Piece| 0), "Archive", move |(input, frontier)| {
         input.for_each(|_time, data| {
-            if let Some(w) = writer.borrow().as_ref() {
+            if let Some(w) = writer.borrow_mut().as_mut() {
                 for piece in data.drain(..) {
                     if let Err(e) = w.send(piece) {
                         fatal.set(format!("{e:#}"));

@@ -10,6 +10,7 @@ pub mod event;
 pub mod kafka;
 pub mod metrics;
 pub mod serve;
+pub mod shutdown;
 pub mod sinks;
 pub mod sources;
 pub mod window;
@@ -18,5 +19,6 @@ pub mod cli;
 pub mod commands;
 #[path = "../dataflows/mod.rs"]
 pub mod dataflows;
+pub mod fuzz;
 pub mod generate;
 pub mod progress;

@@ -44,6 +44,12 @@ pub struct Metrics {
     pub alerts_suppressed: AtomicU64,
     /// Alerts not produced to the alert topic again after a restart.
     pub kafka_alerts_skipped: AtomicU64,
+    /// State size: (product, pane) cells of every window engine. Bounded by
+    /// open panes × active products; gauges, summed over workers.
+    pub window_cells: AtomicI64,
+    /// State size: event ids remembered for de-duplication (those of the
+    /// last L + D of event time).
+    pub dedup_ids: AtomicI64,
     /// The published watermark (micros since epoch), max over sources.
     pub watermark: AtomicI64,
     /// Per Kafka partition: its own watermark, lag and end offset.

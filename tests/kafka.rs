@@ -178,7 +178,7 @@ fn cluster_layouts_give_identical_alerts_dead_letters_and_archives() {
 }
 
 #[test]
-fn kill_9_then_restart_leaves_the_archive_exactly_once_and_no_duplicate_alerts() {
+fn kill_9_and_sigterm_then_restart_leave_the_archive_exactly_once_and_no_duplicate_alerts() {
     let tmp = tempfile::tempdir().unwrap();
     let broker = Broker::start(&tmp.path().join("broker"));
     let input = tmp.path().join("events.jsonl");
@@ -203,11 +203,26 @@ fn kill_9_then_restart_leaves_the_archive_exactly_once_and_no_duplicate_alerts()
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill: the runs are too short
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        if kills % 2 == 1 {
+            // SIGTERM: a graceful stop, flushed and committed, exit 0.
+            let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            assert!(sent.unwrap().success());
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let status = loop {
+                if let Some(s) = child.try_wait().unwrap() {
+                    break s;
+                }
+                assert!(std::time::Instant::now() < deadline, "no exit within 30 s of SIGTERM");
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            assert!(status.success(), "SIGTERM exit status {status}");
+        } else {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
         kills += 1;
     }
-    assert!(kills >= 5, "only {kills} kills landed before a run finished");
+    assert!(kills >= 5, "only {kills} stops landed before a run finished");
     let last = run_ok(stream(&broker, TOPIC, &dir, &small_commits));
     check_archive(&input, &dir.join("archive"));
     // The restart resumed from the archive's checkpoints: it re-read only
@@ -224,7 +239,16 @@ fn kill_9_then_restart_leaves_the_archive_exactly_once_and_no_duplicate_alerts()
     // The alert topic: every alert of an uninterrupted run, each once.
     let topic = read_topic(&broker, "alerts");
     let on_topic = alerts_of(&topic.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("\n"));
-    assert_eq!(on_topic, expected, "alert topic after {kills} kills differs from an uninterrupted run");
+    if on_topic != expected {
+        let missing: Vec<_> = expected.iter().filter(|a| !on_topic.contains(a)).take(3).collect();
+        let extra: Vec<_> = on_topic.iter().filter(|a| !expected.contains(a)).take(3).collect();
+        panic!(
+            "alert topic after {kills} stops differs from an uninterrupted run: {} alerts vs {}; \
+             missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+            on_topic.len(),
+            expected.len()
+        );
+    }
 }
 
 /// Sum over the commit log's records of the offsets they cover.

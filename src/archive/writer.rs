@@ -70,16 +70,29 @@ impl ArchiveWriter {
         };
         let thread = std::thread::Builder::new()
             .name("archive".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || {
+                let result = state.run(rx);
+                if result.is_err() {
+                    state.abandon();
+                }
+                result.with_context(|| format!("archive {}", state.log.root().display()))
+            })
             .context("starting the archive thread")?;
         Ok(ArchiveWriter { tx: Some(tx), thread: Some(thread) })
     }
 
-    /// Hands over a piece; waits only if the writer is far behind.
-    pub fn send(&self, piece: Piece) -> anyhow::Result<()> {
-        match &self.tx {
-            Some(tx) => tx.send(piece).map_err(|_| anyhow::anyhow!("archive writer stopped")),
-            None => Ok(()),
+    /// Hands over a piece; waits only if the writer is far behind. If the
+    /// writer has failed, returns its error (once).
+    pub fn send(&mut self, piece: Piece) -> anyhow::Result<()> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        if tx.send(piece).is_ok() {
+            return Ok(());
+        }
+        self.tx = None;
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(anyhow::anyhow!("archive thread panicked")),
+            _ => Err(anyhow::anyhow!("archive writer stopped")),
         }
     }
 
@@ -181,6 +194,16 @@ impl State {
         Ok(())
     }
 
+    /// After a failure (a full or read-only disk): removes the hidden
+    /// files of the commit that will not happen; nothing was committed, so
+    /// a re-run writes those rows again.
+    fn abandon(&mut self) {
+        for (_, part) in std::mem::take(&mut self.open) {
+            drop(part.writer);
+            let _ = std::fs::remove_file(temp_path(&self.log.root().join(&part.rel)));
+        }
+    }
+
     /// Writes every buffered date to a file and commits them with the
     /// input ranges they cover.
     fn commit(&mut self) -> anyhow::Result<()> {
@@ -188,14 +211,28 @@ impl State {
             return Ok(());
         }
         let seq = self.log.next_seq();
-        let mut files = Vec::new();
-        for (_, mut part) in std::mem::take(&mut self.open) {
-            part.writer.write(&part.pending)?;
-            let rows = part.writer.rows();
-            let bytes = part.writer.finish()?;
-            self.metrics.archive_bytes.fetch_add(bytes, Relaxed);
-            self.metrics.archive_rows.fetch_add(rows, Relaxed);
-            files.push(FileEntry { path: part.rel, date: part.date, rows, bytes });
+        let parts = std::mem::take(&mut self.open);
+        let temps: Vec<PathBuf> = parts.values().map(|p| temp_path(&self.log.root().join(&p.rel))).collect();
+        let finished = parts
+            .into_values()
+            .map(|mut part| {
+                part.writer.write(&part.pending)?;
+                let rows = part.writer.rows();
+                let bytes = part.writer.finish()?;
+                Ok(FileEntry { path: part.rel, date: part.date, rows, bytes })
+            })
+            .collect::<anyhow::Result<Vec<_>>>();
+        let files = match finished {
+            Ok(files) => files,
+            Err(e) => {
+                // None of them will be committed: leave no hidden file behind.
+                temps.iter().for_each(|t| drop(std::fs::remove_file(t)));
+                return Err(e);
+            }
+        };
+        for f in &files {
+            self.metrics.archive_bytes.fetch_add(f.bytes, Relaxed);
+            self.metrics.archive_rows.fetch_add(f.rows, Relaxed);
         }
         self.opened = 0;
         // One record for every partition: the commit is atomic across them.

@@ -168,3 +168,7 @@ pub fn follow(
         }
     })
 }
+
+#[cfg(test)]
+#[path = "incremental_tests.rs"]
+mod incremental_tests;

@@ -59,7 +59,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let cluster = ClusterArgs { workers: args.workers, processes: 1, process: 0, hostfile: None };
     let (hub, server) = dashboard(args, &mut config, &reports, &cluster)?;
     let t = Instant::now();
-    let metrics = stream::execute(&config, Some(LineInput::File(events.clone())), &cluster, &hub)?;
+    let metrics = stream::execute(&config, Some(LineInput::File(events.clone())), &cluster, &hub, &Default::default())?;
     let secs = t.elapsed().as_secs_f64();
     println!("{}", stream::summary(&metrics, secs, &config));
 

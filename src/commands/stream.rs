@@ -16,6 +16,7 @@ use crate::kafka::{self, consumer::StartAt};
 use crate::metrics::Metrics;
 use crate::serve::collect::{CollectChannel, CollectLimits};
 use crate::serve::{HttpServer, Hub, ServeState};
+use crate::shutdown::Shutdown;
 use crate::sinks::webhook::WebhookConfig;
 use crate::sources::lines::LineInput;
 
@@ -123,35 +124,26 @@ pub fn run(args: &StreamArgs) -> anyhow::Result<Arc<Metrics>> {
         (true, _) => Some(LineInput::Collect(CollectChannel::default())),
         (false, input) => input.map(LineInput::parse),
     };
-    if let Some(LineInput::Collect(channel)) = &input {
-        if config.http.addr.is_none() {
-            return Err(ConfigError::Invalid { key: "http.addr", message: "--collect needs --http ADDR".into() }.into());
-        }
-        stop_on_signal(channel.clone())?;
+    let collect = match &input {
+        Some(LineInput::Collect(channel)) => Some(channel.clone()),
+        _ => None,
+    };
+    if collect.is_some() && config.http.addr.is_none() {
+        return Err(ConfigError::Invalid { key: "http.addr", message: "--collect needs --http ADDR".into() }.into());
     }
+    let shutdown = Shutdown::default();
+    // `/collect` stops taking requests; the stream ends once they are read.
+    shutdown.on_signals(move || collect.iter().for_each(CollectChannel::close))?;
     let (hub, server) = serve(&config, input.as_ref(), &args.cluster)?;
     if let Some(s) = &server {
         eprintln!("stream: serving {} (dashboard; /metrics, /api/alerts, /api/windows, /api/health)", s.url());
     }
-    let metrics = execute(&config, input, &args.cluster, &hub)?;
+    let metrics = execute(&config, input, &args.cluster, &hub, &shutdown)?;
     drop(server);
     if args.cluster.process == 0 {
         eprintln!("{}", summary(&metrics, started.elapsed().as_secs_f64(), &config));
     }
     Ok(metrics)
-}
-
-/// SIGINT / SIGTERM end a `--collect` stream: no more requests are taken,
-/// the queued ones are read, every window closes as at the end of a file.
-fn stop_on_signal(channel: CollectChannel) -> anyhow::Result<()> {
-    ctrlc::set_handler(move || {
-        if channel.is_closed() {
-            std::process::exit(130); // a second signal: stop now
-        }
-        eprintln!("stream: stopping (no more events taken on /collect)");
-        channel.close();
-    })
-    .map_err(|e| anyhow::anyhow!("installing the signal handler: {e}"))
 }
 
 /// The shared state of the serving layer, and its server if `[http] addr`
@@ -182,6 +174,7 @@ pub fn execute(
     lines: Option<LineInput>,
     cluster: &ClusterArgs,
     hub: &Hub,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<Arc<Metrics>> {
     let validated = config.validate()?;
     let uses_kafka = lines.is_none() || config.kafka.alerts_topic.is_some();
@@ -211,6 +204,7 @@ pub fn execute(
         sinks,
         metrics: metrics.clone(),
         fatal: Fatal::default(),
+        shutdown: shutdown.clone(),
     };
     let status = matches!(job.input, Input::Kafka(_)).then(|| PartitionLog::start(metrics.clone()));
     let result = speed::run(job, timely);
@@ -260,12 +254,15 @@ fn partition_lines(m: &Metrics) -> Vec<String> {
     m.partition_stats()
         .into_iter()
         .map(|(p, s)| {
-            format!(
-                "partition {p}: watermark {}, lag {} messages (end offset {})",
-                s.watermark.map_or("-".into(), format_rfc3339_secs),
-                s.lag.map_or("?".into(), |l| l.to_string()),
-                s.end_offset.map_or("?".into(), |o| o.to_string()),
-            )
+            let watermark = s.watermark.map_or("-".into(), format_rfc3339_secs);
+            match (s.lag, s.end_offset) {
+                (None, None) => format!("partition {p}: watermark {watermark}"),
+                (lag, end) => format!(
+                    "partition {p}: watermark {watermark}, lag {} messages (end offset {})",
+                    lag.map_or("?".into(), |l| l.to_string()),
+                    end.map_or("?".into(), |o| o.to_string()),
+                ),
+            }
         })
         .collect()
 }

@@ -79,6 +79,14 @@ pub fn render(m: &Metrics) -> String {
     o.counter("clickwatch_archive_rows_total", "Rows committed to the Parquet archive.", Metrics::get(&m.archive_rows));
     o.counter("clickwatch_archive_files_total", "Parquet files committed.", Metrics::get(&m.archive_files));
     o.counter("clickwatch_archive_bytes_total", "Bytes of Parquet committed.", Metrics::get(&m.archive_bytes));
+    o.family("clickwatch_window_state_cells", "gauge", "(product, pane) cells of the open windows, all workers.");
+    o.sample("clickwatch_window_state_cells", &[], m.window_cells.load(std::sync::atomic::Ordering::Relaxed));
+    o.family("clickwatch_dedup_ids", "gauge", "Event ids remembered for de-duplication (last L + D of event time).");
+    o.sample("clickwatch_dedup_ids", &[], m.dedup_ids.load(std::sync::atomic::Ordering::Relaxed));
+    if let Some(rss) = resident_bytes() {
+        o.family("clickwatch_process_resident_bytes", "gauge", "Resident memory of this process.");
+        o.sample("clickwatch_process_resident_bytes", &[], rss);
+    }
     let w = m.watermark.load(std::sync::atomic::Ordering::Relaxed);
     if w > 0 {
         o.family("clickwatch_watermark_seconds", "gauge", "The input frontier (event time), Unix seconds.");
@@ -109,6 +117,13 @@ pub fn render(m: &Metrics) -> String {
         }
     }
     o.0
+}
+
+/// Resident set size from `/proc/self/statm` (Linux), in bytes.
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 #[cfg(test)]

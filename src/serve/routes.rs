@@ -144,6 +144,9 @@ fn stats(state: &ServeState) -> serde_json::Value {
         "archive_rows": m.archive_rows.load(Relaxed),
         "archive_files": m.archive_files.load(Relaxed),
         "partitions": partitions,
+        "window_state_cells": m.window_cells.load(Relaxed),
+        "dedup_ids": m.dedup_ids.load(Relaxed),
+        "resident_bytes": prometheus::resident_bytes(),
     })
 }
 

@@ -179,13 +179,22 @@ pub struct Ingestor {
     /// Name positions `source/partition:position` (several partitions).
     partitioned: bool,
     tally: Tally,
+    /// The dedup-state size last added to the gauge.
+    published_ids: i64,
 }
 
 impl Ingestor {
     /// `source` names the input in late-event records; `keep_events` fills
     /// `Batch::archive`.
     pub fn new(clock: ClockConfig, source: String, keep_events: bool) -> Self {
-        Ingestor { clock: SourceClock::new(clock), keep_events, source, partitioned: false, tally: Tally::default() }
+        Ingestor {
+            clock: SourceClock::new(clock),
+            keep_events,
+            source,
+            partitioned: false,
+            tally: Tally::default(),
+            published_ids: 0,
+        }
     }
 
     /// For sources of several partitions (Kafka): positions in late-event
@@ -262,6 +271,13 @@ impl Ingestor {
             m.dead_letters[i].fetch_add(*n, Relaxed);
         }
         m.duplicates.fetch_add(t.duplicates, Relaxed);
+    }
+
+    /// Updates the de-duplication state gauge (by this ingestor's change).
+    pub fn publish_state(&mut self, m: &Metrics) {
+        let ids = self.clock.partitions().map(|(_, c)| c.remembered_ids() as i64).sum::<i64>();
+        m.dedup_ids.fetch_add(ids - self.published_ids, std::sync::atomic::Ordering::Relaxed);
+        self.published_ids = ids;
     }
 }
 
