@@ -9,7 +9,8 @@ script reads clickwatch_process_resident_bytes, clickwatch_window_state_cells,
 clickwatch_dedup_ids and the event counter, prints a row, and at the end a
 verdict: the resident memory of the last third of the run against the
 middle third (the first third is warm-up: allocator arenas, the first
-windows filling up).
+windows filling up, and the de-duplication memory, which holds the ids of
+the last L + D of event time: at R events/s about R × (L + D) ids).
 """
 
 import argparse
@@ -41,6 +42,9 @@ def main():
     ap.add_argument("--every", type=int, default=30, help="seconds between samples")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--port", type=int, default=18421)
+    ap.add_argument("--window", default="10m", help="window length L")
+    ap.add_argument("--slide", default="5m")
+    ap.add_argument("--delay", default="2m", help="watermark delay D")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="clickwatch-soak-")
@@ -52,6 +56,7 @@ def main():
     )
     stream = subprocess.Popen(
         [args.binary, "stream", "--input", "-", "--no-console", "-w", str(args.workers),
+         "--window", args.window, "--slide", args.slide, "--watermark-delay", args.delay,
          "--http", str(args.port), "--archive", os.path.join(work, "archive"),
          "--alerts-file", os.path.join(work, "alerts.jsonl"), "--dead-letter", os.path.join(work, "dead.jsonl")],
         stdin=gen.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -60,7 +65,8 @@ def main():
     time.sleep(3)
     start = time.monotonic()
     rows = []
-    print(f"soak: {args.rate} events/s for {args.seconds}s, {args.workers} workers, work dir {work}")
+    print(f"soak: {args.rate} events/s for {args.seconds}s, {args.workers} workers, L={args.window} "
+          f"S={args.slide} D={args.delay}, work dir {work}")
     print("| t (s) | events | events/s | resident MiB | window cells | dedup ids | archive files |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     last = None

@@ -12,11 +12,13 @@
 //! an input time it equals a from-scratch computation over the same files.
 
 use std::cell::RefCell;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::VecCollection;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
@@ -24,29 +26,65 @@ use timely::dataflow::Scope;
 use crate::batch::metrics::{CategoryFunnel, ProductViews, UserStats};
 use crate::event::{Event, EventKind};
 
-/// The part of an archived event the batch layer uses.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// One day's strings as small integer ids: the dataflow sorts, hashes and
+/// copies `u32`s instead of strings (string compares and copies were most
+/// of a run's time). Ids are only ever looked up, never ordered, so the
+/// outputs do not depend on the order names were first seen.
+#[derive(Default, Debug)]
+pub struct Names {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    pub fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        // More than 4 billion distinct names in one day would not fit in
+        // memory long before this overflows.
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n)
+    }
+}
+
+/// The part of an archived event the batch layer uses, names interned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BatchEvent {
-    pub user: String,
-    pub product: String,
-    pub category: String,
+    pub user: u32,
+    pub product: u32,
+    pub category: u32,
     pub kind: EventKind,
-    pub session: Option<String>,
-    pub event_id: Option<String>,
+    pub session: Option<u32>,
+    /// 128-bit hash of the event_id: a false match is practically impossible.
+    pub event_id: Option<u128>,
     pub time: i64,
 }
 
-impl From<&Event> for BatchEvent {
-    fn from(e: &Event) -> Self {
+impl BatchEvent {
+    pub fn new(e: &Event, names: &mut Names) -> Self {
         BatchEvent {
-            user: e.user_id.to_string(),
-            product: e.product_id.to_string(),
-            category: e.category.to_string(),
+            user: names.id(&e.user_id),
+            product: names.id(&e.product_id),
+            category: names.id(&e.category),
             kind: e.kind,
-            session: e.session_id.as_ref().map(|s| s.to_string()),
-            event_id: e.event_id.as_ref().map(|s| s.to_string()),
+            session: e.session_id.as_ref().map(|s| names.id(s)),
+            event_id: e.event_id.as_ref().map(|s| xxhash_rust::xxh3::xxh3_128(s.as_bytes())),
             time: e.time,
         }
+    }
+
+    /// Which of several copies of one event_id counts: the least by names
+    /// (then kind, time), whatever order the copies or names came in.
+    fn copy_key<'n>(&self, n: &'n Names) -> (&'n str, &'n str, &'n str, EventKind, Option<&'n str>, i64) {
+        let session = self.session.map(|s| n.name(s));
+        (n.name(self.user), n.name(self.product), n.name(self.category), self.kind, session, self.time)
     }
 }
 
@@ -61,33 +99,65 @@ pub struct Outputs {
 
 type Shared<T> = Rc<RefCell<T>>;
 
-fn capture<'s, D: differential_dataflow::Data + Ord>(
+/// Adds each update of `c` to a multiset of `Outputs`, converting the
+/// record (ids → names) with `value`.
+fn capture<'s, D, V>(
     c: VecCollection<'s, u64, D, isize>,
     into: Shared<Outputs>,
-    pick: fn(&mut Outputs) -> &mut BTreeMap<D, isize>,
-) -> VecCollection<'s, u64, D, isize> {
+    names: Shared<Names>,
+    value: fn(&D, &Names) -> V,
+    pick: fn(&mut Outputs) -> &mut BTreeMap<V, isize>,
+) -> VecCollection<'s, u64, D, isize>
+where
+    D: differential_dataflow::Data,
+    V: Ord + 'static,
+{
     c.inspect(move |(d, _t, r)| {
+        let v = value(d, &names.borrow());
         let mut out = into.borrow_mut();
-        let map = pick(&mut out);
-        let n = map.entry(d.clone()).or_insert(0);
-        *n += r;
-        if *n == 0 {
-            map.remove(d);
+        match pick(&mut out).entry(v) {
+            Entry::Occupied(mut o) => {
+                *o.get_mut() += *r;
+                if *o.get() == 0 {
+                    o.remove();
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(*r);
+            }
         }
     })
 }
 
-/// Builds the dataflow; returns its input and a probe to wait on.
+/// Builds the dataflow; returns its input and a probe to wait on. `names`
+/// must be the table the input's events were interned with.
 pub fn build<'s>(
     scope: Scope<'s, u64>,
     outputs: Shared<Outputs>,
+    names: Shared<Names>,
 ) -> (InputSession<u64, BatchEvent, isize>, ProbeHandle<u64>) {
     let (input, events) = scope.new_collection::<BatchEvent, isize>();
 
-    // Duplicates by event_id count once per day: keep the least copy, so
-    // the choice never depends on arrival order.
-    let with_id = events.clone().filter(|e| e.event_id.is_some()).map(|e| (e.event_id.clone().unwrap_or_default(), e));
-    let deduped = with_id.reduce(|_id, copies, out| out.push((copies[0].0.clone(), 1isize))).map(|(_id, e)| e);
+    // Duplicates by event_id count once per day: keep the least copy (by
+    // names), so the choice never depends on arrival order.
+    let n = names.clone();
+    let with_id = events.clone().filter(|e| e.event_id.is_some()).map(|e| (e.event_id.unwrap_or_default(), e));
+    let deduped = with_id
+        .reduce(move |_id, copies, out| {
+            let least = match copies {
+                [only] => only.0,
+                _ => {
+                    let n = n.borrow();
+                    copies
+                        .iter()
+                        .map(|(e, _)| *e)
+                        .min_by(|a, b| a.copy_key(&n).cmp(&b.copy_key(&n)))
+                        .unwrap_or(copies[0].0)
+                }
+            };
+            out.push((*least, 1isize))
+        })
+        .map(|(_id, e)| e);
     let events = deduped.concat(events.filter(|e| e.event_id.is_none()));
 
     let counted = outputs.clone();
@@ -97,24 +167,39 @@ pub fn build<'s>(
         .clone()
         .map(|e| (e.user, (e.kind, e.product, e.session)))
         .reduce(|_user, input, out| out.push((UserStats::from_events(input), 1isize)));
-    let users = capture(users, outputs.clone(), |o| &mut o.users);
+    let users = capture(
+        users,
+        outputs.clone(),
+        names.clone(),
+        |(u, s), n| (n.name(*u).to_string(), s.clone()),
+        |o| &mut o.users,
+    );
 
-    let products = events
-        .clone()
-        .filter(|e| e.kind == EventKind::View)
-        .map(|e| ((e.product, e.category), e.user))
-        .reduce(|(product, category), viewers, out| {
-            let views: isize = viewers.iter().map(|(_, n)| *n).sum();
-            out.push((ProductViews::new(product, category, views as u64, viewers.len() as u64), 1isize))
-        })
-        .map(|(_, v)| v);
-    let products = capture(products, outputs.clone(), |o| &mut o.products);
+    let products =
+        events.clone().filter(|e| e.kind == EventKind::View).map(|e| ((e.product, e.category), e.user)).reduce(
+            |_key, viewers, out| {
+                let views: isize = viewers.iter().map(|(_, n)| *n).sum();
+                out.push(((views as u64, viewers.len() as u64), 1isize))
+            },
+        );
+    let products = capture(
+        products,
+        outputs.clone(),
+        names.clone(),
+        |((p, c), (views, viewers)), n| ProductViews::new(n.name(*p), n.name(*c), *views, *viewers),
+        |o| &mut o.products,
+    );
 
     let categories = events
         .map(|e| (e.category, (e.user, e.kind)))
-        .reduce(|category, input, out| out.push((CategoryFunnel::from_events(category, input), 1isize)))
-        .map(|(_, f)| f);
-    let categories = capture(categories, outputs, |o| &mut o.categories);
+        .reduce(|_category, input, out| out.push((CategoryFunnel::from_events("", input), 1isize)));
+    let categories = capture(
+        categories,
+        outputs,
+        names,
+        |(c, f), n| CategoryFunnel { category: n.name(*c).to_string(), ..f.clone() },
+        |o| &mut o.categories,
+    );
 
     let probe = ProbeHandle::new();
     use timely::dataflow::operators::Probe;

@@ -5,9 +5,13 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::dataflows::batch::Names;
 use crate::event::EventKind;
 
-fn event() -> impl Strategy<Value = BatchEvent> {
+/// An event with names (interned into the test's table when fed).
+type Named = (String, String, String, EventKind, Option<String>, Option<String>, i64);
+
+fn event() -> impl Strategy<Value = Named> {
     let kind = prop_oneof![
         Just(EventKind::View),
         Just(EventKind::AddToCart),
@@ -15,25 +19,43 @@ fn event() -> impl Strategy<Value = BatchEvent> {
         Just(EventKind::Other)
     ];
     (0..6u8, 0..7u8, 0..3u8, kind, proptest::option::of(0..3u8), proptest::option::of(0..40u8), 0..86_400i64).prop_map(
-        |(u, p, c, kind, s, id, t)| BatchEvent {
-            user: format!("u{u}"),
-            product: format!("p{p}"),
-            category: ["books", "toys", "unknown"][c as usize].to_string(),
-            kind,
-            session: s.map(|s| format!("s{u}-{s}")),
-            // Few ids: the same id lands in several files (duplicates).
-            event_id: id.map(|i| format!("e{i}")),
-            time: 1_763_942_400_000_000 + t * 1_000_000,
+        |(u, p, c, kind, s, id, t)| {
+            (
+                format!("u{u}"),
+                format!("p{p}"),
+                ["books", "toys", "unknown"][c as usize].to_string(),
+                kind,
+                s.map(|s| format!("s{u}-{s}")),
+                // Few ids: the same id lands in several files (duplicates).
+                id.map(|i| format!("e{i}")),
+                1_763_942_400_000_000 + t * 1_000_000,
+            )
         },
     )
 }
 
-/// The report of a fresh dataflow over `events`.
-fn recompute(worker: &mut timely::worker::Worker, events: &[BatchEvent]) -> DailyReport {
+fn intern(e: &Named, n: &mut Names) -> BatchEvent {
+    let (u, p, c, kind, s, id, t) = e;
+    BatchEvent {
+        user: n.id(u),
+        product: n.id(p),
+        category: n.id(c),
+        kind: *kind,
+        session: s.as_ref().map(|s| n.id(s)),
+        event_id: id.as_ref().map(|i| xxhash_rust::xxh3::xxh3_128(i.as_bytes())),
+        time: *t,
+    }
+}
+
+/// The report of a fresh dataflow over `events`, its names interned in
+/// the reverse order (the outputs must not depend on the ids).
+fn recompute(worker: &mut timely::worker::Worker, events: &[Named]) -> DailyReport {
     let outputs = Rc::new(RefCell::new(Outputs::default()));
-    let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
-    for e in events {
-        input.insert(e.clone());
+    let names = Rc::new(RefCell::new(Names::default()));
+    let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone(), names.clone()));
+    for e in events.iter().rev() {
+        let ev = intern(e, &mut names.borrow_mut());
+        input.insert(ev);
     }
     input.advance_to(1);
     input.flush();
@@ -52,10 +74,20 @@ proptest! {
     ) {
         let result = timely::execute_directly(move |worker| -> Result<(), TestCaseError> {
             let outputs = Rc::new(RefCell::new(Outputs::default()));
-            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
-            let mut fed: Vec<BatchEvent> = Vec::new();
+            let names = Rc::new(RefCell::new(Names::default()));
+            let (mut input, probe) =
+                worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone(), names.clone()));
+            let feed = |input: &mut InputSession<u64, BatchEvent, isize>, file: &[Named], diff: isize| {
+                for e in file {
+                    let ev = intern(e, &mut names.borrow_mut());
+                    input.update(ev, diff);
+                }
+            };
+            let mut fed: Vec<Named> = Vec::new();
             let mut round = 0u64;
-            let mut check = |worker: &mut timely::worker::Worker, input: &mut InputSession<u64, BatchEvent, isize>, fed: &[BatchEvent]| {
+            let mut check = |worker: &mut timely::worker::Worker,
+                             input: &mut InputSession<u64, BatchEvent, isize>,
+                             fed: &[Named]| {
                 round += 1;
                 input.advance_to(round);
                 input.flush();
@@ -65,26 +97,19 @@ proptest! {
                 Ok(())
             };
             for file in &files {
-                for e in file {
-                    input.insert(e.clone());
-                }
+                feed(&mut input, file, 1);
                 fed.extend(file.iter().cloned());
                 check(worker, &mut input, &fed)?;
             }
             if compact && files.len() >= 2 {
                 // The first two files are replaced by one with the same rows.
-                for e in files[0].iter().chain(&files[1]) {
-                    input.update(e.clone(), -1);
-                }
-                for e in files[0].iter().chain(&files[1]) {
-                    input.insert(e.clone());
-                }
+                let both: Vec<Named> = files[..2].concat();
+                feed(&mut input, &both, -1);
+                feed(&mut input, &both, 1);
                 check(worker, &mut input, &fed)?;
                 // Then one file is removed outright (a retention cleanup).
-                for e in &files[0] {
-                    input.update(e.clone(), -1);
-                }
-                let rest: Vec<BatchEvent> = files[1..].concat();
+                feed(&mut input, &files[0], -1);
+                let rest: Vec<Named> = files[1..].concat();
                 check(worker, &mut input, &rest)?;
             }
             Ok(())

@@ -40,8 +40,9 @@ impl fmt::Display for Hundredths {
     }
 }
 
-/// What the per-user reduce sees of an event: (kind, product, session).
-pub type UserEvent = (EventKind, String, Option<String>);
+/// What the per-user reduce sees of an event: (kind, product, session),
+/// names as interned ids (`dataflows::batch::Names`).
+pub type UserEvent = (EventKind, u32, Option<u32>);
 
 /// Per-user totals of one day.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -61,8 +62,8 @@ impl UserStats {
     /// From one user's (kind, product, session) events with multiplicities.
     pub fn from_events(input: &[(&UserEvent, isize)]) -> UserStats {
         let mut s = UserStats::default();
-        let mut products: Vec<&str> = Vec::with_capacity(input.len());
-        let mut sessions: Vec<&str> = Vec::new();
+        let mut products: Vec<u32> = Vec::with_capacity(input.len());
+        let mut sessions: Vec<u32> = Vec::new();
         for ((kind, product, session), n) in input {
             let n = (*n).max(0) as u64;
             match kind {
@@ -71,9 +72,9 @@ impl UserStats {
                 EventKind::Purchase => s.purchases += n,
                 EventKind::Other => {}
             }
-            products.push(product);
+            products.push(*product);
             if let Some(sess) = session {
-                sessions.push(sess);
+                sessions.push(*sess);
             }
         }
         products.sort_unstable();
@@ -167,10 +168,11 @@ pub struct CategoryFunnel {
 }
 
 impl CategoryFunnel {
-    pub fn from_events(category: &str, input: &[(&(String, EventKind), isize)]) -> Self {
+    /// From one category's (user id, kind) events, sorted by user.
+    pub fn from_events(category: &str, input: &[(&(u32, EventKind), isize)]) -> Self {
         let mut f =
             CategoryFunnel { category: category.to_string(), views: 0, carts: 0, purchases: 0, unique_users: 0 };
-        let mut last_user: Option<&str> = None;
+        let mut last_user: Option<u32> = None;
         for ((user, kind), n) in input {
             let n = (*n).max(0) as u64;
             match kind {
@@ -180,9 +182,9 @@ impl CategoryFunnel {
                 EventKind::Other => {}
             }
             // Input is sorted by (user, kind): users arrive grouped.
-            if last_user != Some(user.as_str()) {
+            if last_user != Some(*user) {
                 f.unique_users += 1;
-                last_user = Some(user);
+                last_user = Some(*user);
             }
         }
         f
@@ -214,10 +216,10 @@ mod tests {
 
     #[test]
     fn user_stats_and_segments() {
-        let ev = |k, p: &str, s: Option<&str>| (k, p.to_string(), s.map(String::from));
-        let a = ev(EventKind::View, "p1", Some("s1"));
-        let b = ev(EventKind::View, "p2", Some("s2"));
-        let c = ev(EventKind::AddToCart, "p1", None);
+        let ev = |k, p: u32, s: Option<u32>| (k, p, s);
+        let a = ev(EventKind::View, 1, Some(1));
+        let b = ev(EventKind::View, 2, Some(2));
+        let c = ev(EventKind::AddToCart, 1, None);
         let s = UserStats::from_events(&[(&a, 2), (&b, 1), (&c, 1)]);
         assert_eq!((s.views, s.carts, s.purchases, s.unique_products, s.sessions), (3, 1, 0, 2, 2));
         assert_eq!(s.segment(), WINDOW_SHOPPER);

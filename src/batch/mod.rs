@@ -20,7 +20,7 @@ use anyhow::Context;
 
 use crate::archive::commit_log::snapshot;
 use crate::archive::parquet::read_file;
-use crate::dataflows::batch::{build, BatchEvent, Outputs};
+use crate::dataflows::batch::{build, BatchEvent, Names, Outputs};
 use metrics::{segment_summary, CategoryFunnel, ProductViews, SegmentSummary, UserStats};
 
 /// Number of products in the top list.
@@ -87,6 +87,7 @@ struct Day {
     input: InputSession<u64, BatchEvent, isize>,
     probe: ProbeHandle<u64>,
     outputs: Rc<RefCell<Outputs>>,
+    names: Rc<RefCell<Names>>,
     /// Files fed so far, with their rows (to retract if compaction removes them).
     loaded: BTreeMap<String, Vec<BatchEvent>>,
 }
@@ -111,8 +112,9 @@ pub fn follow(
             .iter()
             .map(|date| {
                 let outputs = Rc::new(RefCell::new(Outputs::default()));
-                let (input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
-                Day { date: date.clone(), input, probe, outputs, loaded: BTreeMap::new() }
+                let names = Rc::new(RefCell::new(Names::default()));
+                let (input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone(), names.clone()));
+                Day { date: date.clone(), input, probe, outputs, names, loaded: BTreeMap::new() }
             })
             .collect();
         let mut round = 0u64;
@@ -135,13 +137,16 @@ pub fn follow(
                 let mut done = 0u64;
                 for p in new {
                     let path = archive.join(p);
-                    let rows: Vec<BatchEvent> = read_file(&path)
-                        .with_context(|| format!("reading {}", path.display()))?
-                        .iter()
-                        .map(|r| BatchEvent::from(&r.event))
-                        .collect();
+                    let rows: Vec<BatchEvent> = {
+                        let mut names = day.names.borrow_mut();
+                        read_file(&path)
+                            .with_context(|| format!("reading {}", path.display()))?
+                            .iter()
+                            .map(|r| BatchEvent::new(&r.event, &mut names))
+                            .collect()
+                    };
                     for e in &rows {
-                        day.input.insert(e.clone());
+                        day.input.insert(*e);
                     }
                     done += rows.len() as u64;
                     progress.set(done);
