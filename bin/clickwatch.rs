@@ -9,15 +9,7 @@ use clickwatch::config::ConfigError;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (mimalloc.h; not named by the -sys crate).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 fn main() {
-    // Freed memory is returned to the OS 10 ms after by default, and taken
-    // back (page faults, zeroed pages) moments later: half of a batch run's
-    // time went to clear_page_erms. Keep it instead; the peak is the bound.
-    // SAFETY: sets an integer option of the allocator; no pointers involved.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse(); // exits 2 itself on bad usage
     let env = env_logger::Env::default().default_filter_or(cli.log_level.clone());
     env_logger::Builder::from_env(env).format_timestamp_millis().init();
