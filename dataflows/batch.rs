@@ -80,6 +80,19 @@ impl BatchEvent {
         }
     }
 
+    /// From the columns the archive reader hands over.
+    pub fn from_columns(c: &crate::archive::parquet::BatchColumns<'_>, names: &mut Names) -> Self {
+        BatchEvent {
+            user: names.id(c.user_id),
+            product: names.id(c.product_id),
+            category: names.id(c.category),
+            kind: EventKind::from_type(c.event_type),
+            session: c.session_id.map(|s| names.id(s)),
+            event_id: c.event_id.map(|s| xxhash_rust::xxh3::xxh3_128(s.as_bytes())),
+            time: c.time,
+        }
+    }
+
     /// Which of several copies of one event_id counts: the least by names
     /// (then kind, time), whatever order the copies or names came in.
     fn copy_key<'n>(&self, n: &'n Names) -> (&'n str, &'n str, &'n str, EventKind, Option<&'n str>, i64) {

@@ -232,6 +232,55 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<ArchiveRow>> {
     Ok(rows)
 }
 
+/// The columns of one archived event the batch layer reads, borrowed from
+/// the decoded batch (no per-row allocation).
+pub struct BatchColumns<'a> {
+    pub event_id: Option<&'a str>,
+    pub user_id: &'a str,
+    pub product_id: &'a str,
+    pub event_type: &'a str,
+    pub category: &'a str,
+    pub session_id: Option<&'a str>,
+    pub time: Micros,
+}
+
+/// Reads only the batch layer's columns of a file, row by row into `f`.
+pub fn for_each_batch_row(path: &Path, mut f: impl FnMut(BatchColumns<'_>)) -> anyhow::Result<u64> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let wanted = ["event_id", "user_id", "product_id", "event_type", "category", "session_id", "event_time"];
+    let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), wanted);
+    let reader = builder.with_projection(mask).with_batch_size(BATCH).build()?;
+    let mut n = 0u64;
+    for batch in reader {
+        let b = batch.with_context(|| format!("reading {}", path.display()))?;
+        let (id, user, product) = (
+            column::<StringArray>(&b, "event_id")?,
+            column::<StringArray>(&b, "user_id")?,
+            column::<StringArray>(&b, "product_id")?,
+        );
+        let (etype, cat, session) = (
+            column::<StringArray>(&b, "event_type")?,
+            column::<StringArray>(&b, "category")?,
+            column::<StringArray>(&b, "session_id")?,
+        );
+        let time = column::<TimestampMicrosecondArray>(&b, "event_time")?;
+        for i in 0..b.num_rows() {
+            f(BatchColumns {
+                event_id: (!id.is_null(i)).then(|| id.value(i)),
+                user_id: user.value(i),
+                product_id: product.value(i),
+                event_type: etype.value(i),
+                category: cat.value(i),
+                session_id: (!session.is_null(i)).then(|| session.value(i)),
+                time: time.value(i),
+            });
+        }
+        n += b.num_rows() as u64;
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

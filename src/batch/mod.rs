@@ -19,7 +19,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use anyhow::Context;
 
 use crate::archive::commit_log::snapshot;
-use crate::archive::parquet::read_file;
+use crate::archive::parquet::for_each_batch_row;
 use crate::dataflows::batch::{build, BatchEvent, Names, Outputs};
 use metrics::{segment_summary, CategoryFunnel, ProductViews, SegmentSummary, UserStats};
 
@@ -152,14 +152,13 @@ pub fn follow(
                 let mut done = 0u64;
                 for p in new {
                     let path = archive.join(p);
-                    let rows: Vec<BatchEvent> = {
+                    let mut rows: Vec<BatchEvent> = Vec::new();
+                    {
+                        // Only the columns the metrics use, straight into ids.
                         let mut names = day.names.borrow_mut();
-                        read_file(&path)
-                            .with_context(|| format!("reading {}", path.display()))?
-                            .iter()
-                            .map(|r| BatchEvent::new(&r.event, &mut names))
-                            .collect()
-                    };
+                        for_each_batch_row(&path, |c| rows.push(BatchEvent::from_columns(&c, &mut names)))
+                            .with_context(|| format!("reading {}", path.display()))?;
+                    }
                     for e in &rows {
                         day.input.insert(*e);
                     }
