@@ -24,7 +24,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
 use crate::batch::metrics::{CategoryFunnel, ProductViews, UserStats};
-use crate::event::{Event, EventKind};
+use crate::event::EventKind;
 
 /// One day's strings as small integer ids: the dataflow sorts, hashes and
 /// copies `u32`s instead of strings (string compares and copies were most
@@ -68,18 +68,6 @@ pub struct BatchEvent {
 }
 
 impl BatchEvent {
-    pub fn new(e: &Event, names: &mut Names) -> Self {
-        BatchEvent {
-            user: names.id(&e.user_id),
-            product: names.id(&e.product_id),
-            category: names.id(&e.category),
-            kind: e.kind,
-            session: e.session_id.as_ref().map(|s| names.id(s)),
-            event_id: e.event_id.as_ref().map(|s| xxhash_rust::xxh3::xxh3_128(s.as_bytes())),
-            time: e.time,
-        }
-    }
-
     /// From the columns the archive reader hands over.
     pub fn from_columns(c: &crate::archive::parquet::BatchColumns<'_>, names: &mut Names) -> Self {
         BatchEvent {

@@ -25,7 +25,6 @@ use timely::dataflow::Scope;
 
 use super::operators::{Rejects, Windows};
 use super::source::{advance_to, give_batch, Pieces};
-use super::speed::Fatal;
 use crate::archive::writer::Piece;
 use crate::config::Validated;
 use crate::event::timestamp::now_micros;
@@ -34,7 +33,7 @@ use crate::kafka::consumer::{self, Assignment, Fetched, StartAt};
 use crate::kafka::resume::Resume;
 use crate::kafka::{owned_by, KafkaSection};
 use crate::metrics::Metrics;
-use crate::shutdown::Stop;
+use crate::shutdown::{Fatal, Stop};
 use crate::sources::ingest::{decode_messages, Batch, Ingestor};
 
 /// Message batches taken per activation before yielding to the other

@@ -28,13 +28,12 @@ use timely::dataflow::{Scope, Stream};
 use timely::scheduling::Activator;
 
 use super::operators::{Rejects, Windows};
-use super::speed::Fatal;
 use crate::archive::writer::Piece;
 use crate::config::Validated;
 use crate::event::timestamp::now_micros;
 use crate::event::{DeadLetter, Limits, Micros};
 use crate::metrics::Metrics;
-use crate::shutdown::Stop;
+use crate::shutdown::{Fatal, Stop};
 use crate::sources::ingest::{decode_chunk, Batch, DecodedChunk, Ingestor, RawBody, RawChunk};
 use crate::sources::lines::{self, Chunk, LineInput};
 use crate::window::engine::WindowEvent;

@@ -30,8 +30,7 @@ use crate::kafka::resume::EmittedMark;
 use crate::kafka::KafkaSection;
 use crate::metrics::Metrics;
 use crate::serve::Hub;
-pub use crate::shutdown::Fatal;
-use crate::shutdown::{Shutdown, Stop};
+use crate::shutdown::{Fatal, Shutdown, Stop};
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::AlertSinks;
 use crate::sources::lines::LineInput;
@@ -267,21 +266,10 @@ fn archive_sink<'s>(pieces: source::Pieces<'s>, writer: Rc<RefCell<Option<Archiv
     });
 }
 
-/// One closed window's counts as a JSON line.
+/// One closed window's counts as a JSON line (the API's window shape).
 pub fn window_json(w: &crate::window::engine::ClosedWindow) -> String {
-    use crate::event::timestamp::format_rfc3339_secs;
-    serde_json::json!({
-        "product_id": w.product.as_str(),
-        "category": w.category.as_str(),
-        "window_start": format_rfc3339_secs(w.start),
-        "window_end": format_rfc3339_secs(w.end),
-        "views": w.counts.views,
-        "carts": w.counts.carts,
-        "purchases": w.counts.purchases,
-        "other": w.counts.other,
-        "total": w.counts.total,
-    })
-    .to_string()
+    // Numbers and strings only: serialising cannot fail.
+    serde_json::to_string(&crate::serve::windows::WindowView::from(w)).unwrap_or_default()
 }
 
 /// The dead-letter file and, if configured apart, the late-event file.

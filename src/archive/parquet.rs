@@ -181,8 +181,42 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<
     }
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<CompactString> {
-    (!a.is_null(i)).then(|| CompactString::from(a.value(i)))
+/// The string and time columns of a decoded batch, the part of an event
+/// both readers below need.
+struct EventColumns<'a> {
+    id: &'a StringArray,
+    user: &'a StringArray,
+    product: &'a StringArray,
+    etype: &'a StringArray,
+    cat: &'a StringArray,
+    session: &'a StringArray,
+    time: &'a TimestampMicrosecondArray,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(b: &'a RecordBatch) -> anyhow::Result<Self> {
+        Ok(EventColumns {
+            id: column(b, "event_id")?,
+            user: column(b, "user_id")?,
+            product: column(b, "product_id")?,
+            etype: column(b, "event_type")?,
+            cat: column(b, "category")?,
+            session: column(b, "session_id")?,
+            time: column(b, "event_time")?,
+        })
+    }
+
+    fn row(&self, i: usize) -> BatchColumns<'a> {
+        BatchColumns {
+            event_id: (!self.id.is_null(i)).then(|| self.id.value(i)),
+            user_id: self.user.value(i),
+            product_id: self.product.value(i),
+            event_type: self.etype.value(i),
+            category: self.cat.value(i),
+            session_id: (!self.session.is_null(i)).then(|| self.session.value(i)),
+            time: self.time.value(i),
+        }
+    }
 }
 
 /// Reads a file written by [`write_file`] back into rows.
@@ -192,34 +226,24 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<ArchiveRow>> {
     let mut rows = Vec::new();
     for batch in reader {
         let b = batch.with_context(|| format!("reading {}", path.display()))?;
-        let (id, user, product) = (
-            column::<StringArray>(&b, "event_id")?,
-            column::<StringArray>(&b, "user_id")?,
-            column::<StringArray>(&b, "product_id")?,
-        );
-        let (etype, cat, session) = (
-            column::<StringArray>(&b, "event_type")?,
-            column::<StringArray>(&b, "category")?,
-            column::<StringArray>(&b, "session_id")?,
-        );
-        let time = column::<TimestampMicrosecondArray>(&b, "event_time")?;
+        let cols = EventColumns::of(&b)?;
         let ingest = column::<TimestampMicrosecondArray>(&b, "ingest_time")?;
         let price = column::<Float64Array>(&b, "price")?;
         let qty = column::<Int64Array>(&b, "quantity")?;
         let part = column::<Int32Array>(&b, "source_partition")?;
         let off = column::<Int64Array>(&b, "source_offset")?;
         for i in 0..b.num_rows() {
-            let event_type = CompactString::from(etype.value(i));
+            let c = cols.row(i);
             rows.push(ArchiveRow {
                 event: Event {
-                    event_id: opt_str(id, i),
-                    user_id: user.value(i).into(),
-                    product_id: product.value(i).into(),
-                    kind: EventKind::from_type(&event_type),
-                    event_type,
-                    category: cat.value(i).into(),
-                    session_id: opt_str(session, i),
-                    time: time.value(i),
+                    event_id: c.event_id.map(CompactString::from),
+                    user_id: c.user_id.into(),
+                    product_id: c.product_id.into(),
+                    kind: EventKind::from_type(c.event_type),
+                    event_type: c.event_type.into(),
+                    category: c.category.into(),
+                    session_id: c.session_id.map(CompactString::from),
+                    time: c.time,
                     price: (!price.is_null(i)).then(|| price.value(i)),
                     quantity: (!qty.is_null(i)).then(|| qty.value(i)),
                 },
@@ -245,40 +269,18 @@ pub struct BatchColumns<'a> {
 }
 
 /// Reads only the batch layer's columns of a file, row by row into `f`.
-pub fn for_each_batch_row(path: &Path, mut f: impl FnMut(BatchColumns<'_>)) -> anyhow::Result<u64> {
+pub fn for_each_batch_row(path: &Path, mut f: impl FnMut(BatchColumns<'_>)) -> anyhow::Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
     let wanted = ["event_id", "user_id", "product_id", "event_type", "category", "session_id", "event_time"];
     let mask = parquet::arrow::ProjectionMask::columns(builder.parquet_schema(), wanted);
     let reader = builder.with_projection(mask).with_batch_size(BATCH).build()?;
-    let mut n = 0u64;
     for batch in reader {
         let b = batch.with_context(|| format!("reading {}", path.display()))?;
-        let (id, user, product) = (
-            column::<StringArray>(&b, "event_id")?,
-            column::<StringArray>(&b, "user_id")?,
-            column::<StringArray>(&b, "product_id")?,
-        );
-        let (etype, cat, session) = (
-            column::<StringArray>(&b, "event_type")?,
-            column::<StringArray>(&b, "category")?,
-            column::<StringArray>(&b, "session_id")?,
-        );
-        let time = column::<TimestampMicrosecondArray>(&b, "event_time")?;
-        for i in 0..b.num_rows() {
-            f(BatchColumns {
-                event_id: (!id.is_null(i)).then(|| id.value(i)),
-                user_id: user.value(i),
-                product_id: product.value(i),
-                event_type: etype.value(i),
-                category: cat.value(i),
-                session_id: (!session.is_null(i)).then(|| session.value(i)),
-                time: time.value(i),
-            });
-        }
-        n += b.num_rows() as u64;
+        let cols = EventColumns::of(&b)?;
+        (0..b.num_rows()).for_each(|i| f(cols.row(i)));
     }
-    Ok(n)
+    Ok(())
 }
 
 #[cfg(test)]

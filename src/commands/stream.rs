@@ -10,13 +10,13 @@ use crate::cli::{ClusterArgs, StreamArgs};
 use crate::config::Validated;
 use crate::config::{ConfigError, StreamConfig};
 use crate::dataflows::kafka_source::KafkaInput;
-use crate::dataflows::speed::{self, Fatal, Input, SpeedJob};
+use crate::dataflows::speed::{self, Input, SpeedJob};
 use crate::kafka::resume::{self, EmittedMark};
 use crate::kafka::{self, consumer::StartAt};
 use crate::metrics::Metrics;
 use crate::serve::collect::{CollectChannel, CollectLimits};
 use crate::serve::{HttpServer, Hub, ServeState};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Fatal, Shutdown};
 use crate::sinks::webhook::WebhookConfig;
 use crate::sources::lines::LineInput;
 

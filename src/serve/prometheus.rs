@@ -37,6 +37,26 @@ impl Out {
         self.family(name, "counter", help);
         self.sample(name, &[], value);
     }
+
+    fn gauge(&mut self, name: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, "gauge", help);
+        self.sample(name, &[], value);
+    }
+
+    /// One gauge family with a sample per partition that has a value.
+    fn per_partition<V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        help: &str,
+        values: impl Iterator<Item = (u32, Option<V>)>,
+    ) {
+        self.family(name, "gauge", help);
+        for (p, v) in values {
+            if let Some(v) = v {
+                self.sample(name, &[("partition", &p.to_string())], v);
+            }
+        }
+    }
 }
 
 fn escape(v: &str) -> String {
@@ -79,42 +99,38 @@ pub fn render(m: &Metrics) -> String {
     o.counter("clickwatch_archive_rows_total", "Rows committed to the Parquet archive.", Metrics::get(&m.archive_rows));
     o.counter("clickwatch_archive_files_total", "Parquet files committed.", Metrics::get(&m.archive_files));
     o.counter("clickwatch_archive_bytes_total", "Bytes of Parquet committed.", Metrics::get(&m.archive_bytes));
-    o.family("clickwatch_window_state_cells", "gauge", "(product, pane) cells of the open windows, all workers.");
-    o.sample("clickwatch_window_state_cells", &[], m.window_cells.load(std::sync::atomic::Ordering::Relaxed));
-    o.family("clickwatch_dedup_ids", "gauge", "Event ids remembered for de-duplication (last L + D of event time).");
-    o.sample("clickwatch_dedup_ids", &[], m.dedup_ids.load(std::sync::atomic::Ordering::Relaxed));
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    let cells_help = "(product, pane) cells of the open windows, all workers.";
+    o.gauge("clickwatch_window_state_cells", cells_help, m.window_cells.load(relaxed));
+    let ids_help = "Event ids remembered for de-duplication (last L + D of event time).";
+    o.gauge("clickwatch_dedup_ids", ids_help, m.dedup_ids.load(relaxed));
     if let Some(rss) = resident_bytes() {
-        o.family("clickwatch_process_resident_bytes", "gauge", "Resident memory of this process.");
-        o.sample("clickwatch_process_resident_bytes", &[], rss);
+        o.gauge("clickwatch_process_resident_bytes", "Resident memory of this process.", rss);
     }
-    let w = m.watermark.load(std::sync::atomic::Ordering::Relaxed);
+    let now = now_micros();
+    let w = m.watermark.load(relaxed);
     if w > 0 {
-        o.family("clickwatch_watermark_seconds", "gauge", "The input frontier (event time), Unix seconds.");
-        o.sample("clickwatch_watermark_seconds", &[], w as f64 / 1e6);
-        o.family("clickwatch_watermark_lag_seconds", "gauge", "Wall clock minus the watermark.");
-        o.sample("clickwatch_watermark_lag_seconds", &[], (now_micros() - w) as f64 / 1e6);
+        o.gauge("clickwatch_watermark_seconds", "The input frontier (event time), Unix seconds.", w as f64 / 1e6);
+        o.gauge("clickwatch_watermark_lag_seconds", "Wall clock minus the watermark.", (now - w) as f64 / 1e6);
     }
     let partitions = m.partition_stats();
     if !partitions.is_empty() {
-        o.family("clickwatch_partition_watermark_seconds", "gauge", "Per source partition: W_p, Unix seconds.");
-        for (p, s) in &partitions {
-            if let Some(w) = s.watermark {
-                o.sample("clickwatch_partition_watermark_seconds", &[("partition", &p.to_string())], w as f64 / 1e6);
-            }
-        }
-        o.family("clickwatch_partition_watermark_lag_seconds", "gauge", "Per source partition: wall clock minus W_p.");
-        for (p, s) in &partitions {
-            if let Some(w) = s.watermark {
-                let lag = (now_micros() - w) as f64 / 1e6;
-                o.sample("clickwatch_partition_watermark_lag_seconds", &[("partition", &p.to_string())], lag);
-            }
-        }
-        o.family("clickwatch_kafka_consumer_lag", "gauge", "Per Kafka partition: messages behind its end.");
-        for (p, s) in &partitions {
-            if let Some(lag) = s.lag {
-                o.sample("clickwatch_kafka_consumer_lag", &[("partition", &p.to_string())], lag);
-            }
-        }
+        let stats = || partitions.iter().map(|(p, s)| (*p, s));
+        o.per_partition(
+            "clickwatch_partition_watermark_seconds",
+            "Per source partition: W_p, Unix seconds.",
+            stats().map(|(p, s)| (p, s.watermark.map(|w| w as f64 / 1e6))),
+        );
+        o.per_partition(
+            "clickwatch_partition_watermark_lag_seconds",
+            "Per source partition: wall clock minus W_p.",
+            stats().map(|(p, s)| (p, s.watermark.map(|w| (now - w) as f64 / 1e6))),
+        );
+        o.per_partition(
+            "clickwatch_kafka_consumer_lag",
+            "Per Kafka partition: messages behind its end.",
+            stats().map(|(p, s)| (p, s.lag)),
+        );
     }
     o.0
 }

@@ -38,32 +38,33 @@ pub enum WindowQuery {
     Top(usize),
 }
 
-/// One (product, window) in an answer.
+/// One (product, window) in an answer, and a line of `--window-counts`.
+/// Fields in alphabetical order: the order the counts file has always had.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct WindowView {
-    pub product_id: String,
-    pub category: String,
-    pub window_start: String,
-    pub window_end: String,
-    pub views: u64,
     pub carts: u64,
-    pub purchases: u64,
+    pub category: String,
     pub other: u64,
+    pub product_id: String,
+    pub purchases: u64,
     pub total: u64,
+    pub views: u64,
+    pub window_end: String,
+    pub window_start: String,
 }
 
 impl From<&ClosedWindow> for WindowView {
     fn from(w: &ClosedWindow) -> Self {
         WindowView {
-            product_id: w.product.to_string(),
-            category: w.category.to_string(),
-            window_start: format_rfc3339_secs(w.start),
-            window_end: format_rfc3339_secs(w.end),
-            views: w.counts.views,
             carts: w.counts.carts,
-            purchases: w.counts.purchases,
+            category: w.category.to_string(),
             other: w.counts.other,
+            product_id: w.product.to_string(),
+            purchases: w.counts.purchases,
             total: w.counts.total,
+            views: w.counts.views,
+            window_end: format_rfc3339_secs(w.end),
+            window_start: format_rfc3339_secs(w.start),
         }
     }
 }
