@@ -2,10 +2,13 @@
 //! events in, the day's metrics out, kept up to date as files are added.
 //!
 //! ```text
-//! events ─▶ dedup by event_id ─┬─▶ per user ─▶ segment summary
-//!                              ├─▶ views per (product, category) ─▶ top 5
-//!                              └─▶ per category funnel
+//! events ─▶ dedup by event_id ─▶ input ─┬─▶ per user ─▶ segment summary
+//!                                        ├─▶ views per (product, category) ─▶ top 5
+//!                                        └─▶ per category funnel
 //! ```
+//!
+//! De-duplication happens as events enter ([`DayInput`], `batch::dedup`):
+//! the dataflow sees each event_id once.
 //!
 //! Every output is captured as a multiset of current values ([`Outputs`]),
 //! updated from the dataflow's diffs; after the dataflow has caught up with
@@ -23,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
+use crate::batch::dedup::Dedup;
 use crate::batch::metrics::{CategoryFunnel, ProductViews, UserStats};
 use crate::event::EventKind;
 
@@ -54,38 +58,60 @@ impl Names {
     }
 }
 
-/// The part of an archived event the batch layer uses, names interned.
+/// What the metrics use of an event, names interned: the dataflow's record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct BatchEvent {
+pub struct Fact {
     pub user: u32,
     pub product: u32,
     pub category: u32,
     pub kind: EventKind,
     pub session: Option<u32>,
-    /// 128-bit hash of the event_id: a false match is practically impossible.
-    pub event_id: Option<u128>,
-    pub time: i64,
+}
+
+impl Fact {
+    /// Which of several copies of one event_id counts: the least by names
+    /// (then kind), whatever order the copies or names came in. Copies
+    /// equal in all of these are the same fact: which of them counts makes
+    /// no difference to any metric.
+    pub(crate) fn copy_key<'n>(&self, n: &'n Names) -> (&'n str, &'n str, &'n str, EventKind, Option<&'n str>) {
+        let session = self.session.map(|s| n.name(s));
+        (n.name(self.user), n.name(self.product), n.name(self.category), self.kind, session)
+    }
+}
+
+/// A 128-bit hash of an event_id: a false match is practically impossible.
+/// Two words rather than a `u128`, whose 16-byte alignment would pad every
+/// row held in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdHash(u64, u64);
+
+impl IdHash {
+    pub fn of(event_id: &str) -> Self {
+        let h = xxhash_rust::xxh3::xxh3_128(event_id.as_bytes());
+        IdHash((h >> 64) as u64, h as u64)
+    }
+}
+
+/// One archived row as the batch layer holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BatchEvent {
+    pub fact: Fact,
+    pub event_id: Option<IdHash>,
 }
 
 impl BatchEvent {
     /// From the columns the archive reader hands over.
     pub fn from_columns(c: &crate::archive::parquet::BatchColumns<'_>, names: &mut Names) -> Self {
         BatchEvent {
-            user: names.id(c.user_id),
-            product: names.id(c.product_id),
-            category: names.id(c.category),
-            kind: EventKind::from_type(c.event_type),
-            session: c.session_id.map(|s| names.id(s)),
-            event_id: c.event_id.map(|s| xxhash_rust::xxh3::xxh3_128(s.as_bytes())),
-            time: c.time,
+            fact: Fact {
+                user: names.id(c.user_id),
+                product: names.id(c.product_id),
+                category: names.id(c.category),
+                kind: EventKind::from_type(c.event_type),
+                session: c.session_id.map(|s| names.id(s)),
+            },
+            event_id: c.event_id.map(IdHash::of),
         }
-    }
-
-    /// Which of several copies of one event_id counts: the least by names
-    /// (then kind, time), whatever order the copies or names came in.
-    fn copy_key<'n>(&self, n: &'n Names) -> (&'n str, &'n str, &'n str, EventKind, Option<&'n str>, i64) {
-        let session = self.session.map(|s| n.name(s));
-        (n.name(self.user), n.name(self.product), n.name(self.category), self.kind, session, self.time)
     }
 }
 
@@ -130,36 +156,52 @@ where
     })
 }
 
+/// The dataflow's input: every copy of an event that lands (`+1`) or is
+/// removed (`-1`) goes in here; the dataflow gets the de-duplicated changes.
+pub struct DayInput {
+    session: InputSession<u64, Fact, isize>,
+    dedup: Dedup,
+    names: Shared<Names>,
+}
+
+impl DayInput {
+    pub fn update(&mut self, e: BatchEvent, diff: isize) {
+        let names = self.names.borrow();
+        let session = &mut self.session;
+        self.dedup.update(e, diff, &names, &mut |e, d| session.update(e, d));
+    }
+
+    pub fn insert(&mut self, e: BatchEvent) {
+        self.update(e, 1);
+    }
+
+    /// Makes room for `rows` more events.
+    pub fn reserve(&mut self, rows: usize) {
+        self.dedup.reserve(rows);
+    }
+
+    pub fn advance_to(&mut self, time: u64) {
+        self.session.advance_to(time);
+    }
+
+    pub fn flush(&mut self) {
+        self.session.flush();
+    }
+
+    pub fn time(&self) -> &u64 {
+        self.session.time()
+    }
+}
+
 /// Builds the dataflow; returns its input and a probe to wait on. `names`
 /// must be the table the input's events were interned with.
 pub fn build<'s>(
     scope: Scope<'s, u64>,
     outputs: Shared<Outputs>,
     names: Shared<Names>,
-) -> (InputSession<u64, BatchEvent, isize>, ProbeHandle<u64>) {
-    let (input, events) = scope.new_collection::<BatchEvent, isize>();
-
-    // Duplicates by event_id count once per day: keep the least copy (by
-    // names), so the choice never depends on arrival order.
-    let n = names.clone();
-    let with_id = events.clone().filter(|e| e.event_id.is_some()).map(|e| (e.event_id.unwrap_or_default(), e));
-    let deduped = with_id
-        .reduce(move |_id, copies, out| {
-            let least = match copies {
-                [only] => only.0,
-                _ => {
-                    let n = n.borrow();
-                    copies
-                        .iter()
-                        .map(|(e, _)| *e)
-                        .min_by(|a, b| a.copy_key(&n).cmp(&b.copy_key(&n)))
-                        .unwrap_or(copies[0].0)
-                }
-            };
-            out.push((*least, 1isize))
-        })
-        .map(|(_id, e)| e);
-    let events = deduped.concat(events.filter(|e| e.event_id.is_none()));
+) -> (DayInput, ProbeHandle<u64>) {
+    let (session, events) = scope.new_collection::<Fact, isize>();
+    let input = DayInput { session, dedup: Dedup::default(), names: names.clone() };
 
     let counted = outputs.clone();
     let events = events.inspect(move |(_e, _t, r)| counted.borrow_mut().events += r);

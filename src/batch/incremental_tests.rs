@@ -5,11 +5,11 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::dataflows::batch::Names;
+use crate::dataflows::batch::{DayInput, Fact, IdHash, Names};
 use crate::event::EventKind;
 
 /// An event with names (interned into the test's table when fed).
-type Named = (String, String, String, EventKind, Option<String>, Option<String>, i64);
+type Named = (String, String, String, EventKind, Option<String>, Option<String>);
 
 fn event() -> impl Strategy<Value = Named> {
     let kind = prop_oneof![
@@ -18,8 +18,8 @@ fn event() -> impl Strategy<Value = Named> {
         Just(EventKind::Purchase),
         Just(EventKind::Other)
     ];
-    (0..6u8, 0..7u8, 0..3u8, kind, proptest::option::of(0..3u8), proptest::option::of(0..40u8), 0..86_400i64).prop_map(
-        |(u, p, c, kind, s, id, t)| {
+    (0..6u8, 0..7u8, 0..3u8, kind, proptest::option::of(0..3u8), proptest::option::of(0..40u8)).prop_map(
+        |(u, p, c, kind, s, id)| {
             (
                 format!("u{u}"),
                 format!("p{p}"),
@@ -28,22 +28,22 @@ fn event() -> impl Strategy<Value = Named> {
                 s.map(|s| format!("s{u}-{s}")),
                 // Few ids: the same id lands in several files (duplicates).
                 id.map(|i| format!("e{i}")),
-                1_763_942_400_000_000 + t * 1_000_000,
             )
         },
     )
 }
 
 fn intern(e: &Named, n: &mut Names) -> BatchEvent {
-    let (u, p, c, kind, s, id, t) = e;
+    let (u, p, c, kind, s, id) = e;
     BatchEvent {
-        user: n.id(u),
-        product: n.id(p),
-        category: n.id(c),
-        kind: *kind,
-        session: s.as_ref().map(|s| n.id(s)),
-        event_id: id.as_ref().map(|i| xxhash_rust::xxh3::xxh3_128(i.as_bytes())),
-        time: *t,
+        fact: Fact {
+            user: n.id(u),
+            product: n.id(p),
+            category: n.id(c),
+            kind: *kind,
+            session: s.as_ref().map(|s| n.id(s)),
+        },
+        event_id: id.as_ref().map(|i| IdHash::of(i)),
     }
 }
 
@@ -77,7 +77,7 @@ proptest! {
             let names = Rc::new(RefCell::new(Names::default()));
             let (mut input, probe) =
                 worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone(), names.clone()));
-            let feed = |input: &mut InputSession<u64, BatchEvent, isize>, file: &[Named], diff: isize| {
+            let feed = |input: &mut DayInput, file: &[Named], diff: isize| {
                 for e in file {
                     let ev = intern(e, &mut names.borrow_mut());
                     input.update(ev, diff);
@@ -86,7 +86,7 @@ proptest! {
             let mut fed: Vec<Named> = Vec::new();
             let mut round = 0u64;
             let mut check = |worker: &mut timely::worker::Worker,
-                             input: &mut InputSession<u64, BatchEvent, isize>,
+                             input: &mut DayInput,
                              fed: &[Named]| {
                 round += 1;
                 input.advance_to(round);

@@ -4,6 +4,7 @@
 //! The batch reads only the archive, and only the files its commit log
 //! lists (a consistent snapshot even while `stream` or `compact` runs).
 
+pub mod dedup;
 pub mod metrics;
 pub mod report;
 
@@ -13,14 +14,13 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use differential_dataflow::input::InputSession;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 
 use anyhow::Context;
 
 use crate::archive::commit_log::snapshot;
 use crate::archive::parquet::for_each_batch_row;
-use crate::dataflows::batch::{build, BatchEvent, Names, Outputs};
+use crate::dataflows::batch::{build, BatchEvent, DayInput, Names, Outputs};
 use metrics::{segment_summary, CategoryFunnel, ProductViews, SegmentSummary, UserStats};
 
 /// Number of products in the top list.
@@ -98,7 +98,7 @@ fn keep_freed_memory() {
 /// One date's dataflow and the files it has been fed.
 struct Day {
     date: String,
-    input: InputSession<u64, BatchEvent, isize>,
+    input: DayInput,
     probe: ProbeHandle<u64>,
     outputs: Rc<RefCell<Outputs>>,
     names: Rc<RefCell<Names>>,
@@ -159,6 +159,7 @@ pub fn follow(
                         for_each_batch_row(&path, |c| rows.push(BatchEvent::from_columns(&c, &mut names)))
                             .with_context(|| format!("reading {}", path.display()))?;
                     }
+                    day.input.reserve(rows.len());
                     for e in &rows {
                         day.input.insert(*e);
                     }
