@@ -2,21 +2,20 @@
 //! events in, the day's metrics out, kept up to date as files are added.
 //!
 //! ```text
-//! events ─▶ dedup by event_id ─▶ input ─┬─▶ per user ─▶ segment summary
-//!                                        ├─▶ views per (product, category) ─▶ top 5
-//!                                        └─▶ per category funnel
+//! facts ─┬─▶ per user ─▶ segment summary
+//!        ├─▶ views per (product, category) ─▶ top 5
+//!        └─▶ per category funnel
 //! ```
 //!
-//! De-duplication happens as events enter ([`DayInput`], `batch::dedup`):
-//! the dataflow sees each event_id once.
+//! Its input is already de-duplicated by event_id (`batch::dedup`, as rows
+//! are read) and its records are interned ids ([`Names`]).
 //!
 //! Every output is captured as a multiset of current values ([`Outputs`]),
 //! updated from the dataflow's diffs; after the dataflow has caught up with
 //! an input time it equals a from-scratch computation over the same files.
 
 use std::cell::RefCell;
-use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::rc::Rc;
 
 use differential_dataflow::input::{Input, InputSession};
@@ -26,8 +25,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
-use crate::batch::dedup::Dedup;
-use crate::batch::metrics::{CategoryFunnel, ProductViews, UserStats};
+use crate::batch::metrics::{CategoryFunnel, UserStats};
 use crate::event::EventKind;
 
 /// One day's strings as small integer ids: the dataflow sorts, hashes and
@@ -115,34 +113,35 @@ impl BatchEvent {
     }
 }
 
-/// Current contents of each output collection (value → multiplicity).
+/// The metrics of one (product, category): views and distinct viewers.
+pub type ProductCounts = ((u32, u32), (u64, u64));
+
+/// Current contents of each output collection (value → multiplicity),
+/// still in ids: names are looked up when a report is made, so the
+/// dataflow never touches the names table (which the reader fills).
 #[derive(Default, Debug)]
 pub struct Outputs {
-    pub users: BTreeMap<(String, UserStats), isize>,
-    pub products: BTreeMap<ProductViews, isize>,
-    pub categories: BTreeMap<CategoryFunnel, isize>,
+    pub users: FxHashMap<(u32, UserStats), isize>,
+    pub products: FxHashMap<ProductCounts, isize>,
+    /// Funnels with an empty `category`, keyed by the category's id.
+    pub categories: FxHashMap<(u32, CategoryFunnel), isize>,
     pub events: isize,
 }
 
 type Shared<T> = Rc<RefCell<T>>;
 
-/// Adds each update of `c` to a multiset of `Outputs`, converting the
-/// record (ids → names) with `value`.
-fn capture<'s, D, V>(
+/// Adds each update of `c` to one multiset of `Outputs`.
+fn capture<'s, D>(
     c: VecCollection<'s, u64, D, isize>,
     into: Shared<Outputs>,
-    names: Shared<Names>,
-    value: fn(&D, &Names) -> V,
-    pick: fn(&mut Outputs) -> &mut BTreeMap<V, isize>,
+    pick: fn(&mut Outputs) -> &mut FxHashMap<D, isize>,
 ) -> VecCollection<'s, u64, D, isize>
 where
-    D: differential_dataflow::Data,
-    V: Ord + 'static,
+    D: differential_dataflow::Data + std::hash::Hash,
 {
     c.inspect(move |(d, _t, r)| {
-        let v = value(d, &names.borrow());
         let mut out = into.borrow_mut();
-        match pick(&mut out).entry(v) {
+        match pick(&mut out).entry(d.clone()) {
             Entry::Occupied(mut o) => {
                 *o.get_mut() += *r;
                 if *o.get() == 0 {
@@ -156,52 +155,13 @@ where
     })
 }
 
-/// The dataflow's input: every copy of an event that lands (`+1`) or is
-/// removed (`-1`) goes in here; the dataflow gets the de-duplicated changes.
-pub struct DayInput {
-    session: InputSession<u64, Fact, isize>,
-    dedup: Dedup,
-    names: Shared<Names>,
-}
-
-impl DayInput {
-    pub fn update(&mut self, e: BatchEvent, diff: isize) {
-        let names = self.names.borrow();
-        let session = &mut self.session;
-        self.dedup.update(e, diff, &names, &mut |e, d| session.update(e, d));
-    }
-
-    pub fn insert(&mut self, e: BatchEvent) {
-        self.update(e, 1);
-    }
-
-    /// Makes room for `rows` more events.
-    pub fn reserve(&mut self, rows: usize) {
-        self.dedup.reserve(rows);
-    }
-
-    pub fn advance_to(&mut self, time: u64) {
-        self.session.advance_to(time);
-    }
-
-    pub fn flush(&mut self) {
-        self.session.flush();
-    }
-
-    pub fn time(&self) -> &u64 {
-        self.session.time()
-    }
-}
-
-/// Builds the dataflow; returns its input and a probe to wait on. `names`
-/// must be the table the input's events were interned with.
+/// Builds the dataflow; returns its input (de-duplicated facts, see
+/// `batch::dedup`) and a probe to wait on.
 pub fn build<'s>(
     scope: Scope<'s, u64>,
     outputs: Shared<Outputs>,
-    names: Shared<Names>,
-) -> (DayInput, ProbeHandle<u64>) {
-    let (session, events) = scope.new_collection::<Fact, isize>();
-    let input = DayInput { session, dedup: Dedup::default(), names: names.clone() };
+) -> (InputSession<u64, Fact, isize>, ProbeHandle<u64>) {
+    let (input, events) = scope.new_collection::<Fact, isize>();
 
     let counted = outputs.clone();
     let events = events.inspect(move |(_e, _t, r)| counted.borrow_mut().events += r);
@@ -210,13 +170,7 @@ pub fn build<'s>(
         .clone()
         .map(|e| (e.user, (e.kind, e.product, e.session)))
         .reduce(|_user, input, out| out.push((UserStats::from_events(input), 1isize)));
-    let users = capture(
-        users,
-        outputs.clone(),
-        names.clone(),
-        |(u, s), n| (n.name(*u).to_string(), s.clone()),
-        |o| &mut o.users,
-    );
+    let users = capture(users, outputs.clone(), |o| &mut o.users);
 
     let products =
         events.clone().filter(|e| e.kind == EventKind::View).map(|e| ((e.product, e.category), e.user)).reduce(
@@ -225,24 +179,12 @@ pub fn build<'s>(
                 out.push(((views as u64, viewers.len() as u64), 1isize))
             },
         );
-    let products = capture(
-        products,
-        outputs.clone(),
-        names.clone(),
-        |((p, c), (views, viewers)), n| ProductViews::new(n.name(*p), n.name(*c), *views, *viewers),
-        |o| &mut o.products,
-    );
+    let products = capture(products, outputs.clone(), |o| &mut o.products);
 
     let categories = events
         .map(|e| (e.category, (e.user, e.kind)))
         .reduce(|_category, input, out| out.push((CategoryFunnel::from_events("", input), 1isize)));
-    let categories = capture(
-        categories,
-        outputs,
-        names,
-        |(c, f), n| CategoryFunnel { category: n.name(*c).to_string(), ..f.clone() },
-        |o| &mut o.categories,
-    );
+    let categories = capture(categories, outputs, |o| &mut o.categories);
 
     let probe = ProbeHandle::new();
     use timely::dataflow::operators::Probe;

@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::dataflows::batch::{DayInput, Fact, IdHash, Names};
+use crate::dataflows::batch::{BatchEvent, Fact, IdHash, Names};
+use ingest::DayIngest;
 use crate::event::EventKind;
 
 /// An event with names (interned into the test's table when fed).
@@ -51,16 +52,16 @@ fn intern(e: &Named, n: &mut Names) -> BatchEvent {
 /// the reverse order (the outputs must not depend on the ids).
 fn recompute(worker: &mut timely::worker::Worker, events: &[Named]) -> DailyReport {
     let outputs = Rc::new(RefCell::new(Outputs::default()));
-    let names = Rc::new(RefCell::new(Names::default()));
-    let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone(), names.clone()));
+    let mut day = DayIngest::default();
+    let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
     for e in events.iter().rev() {
-        let ev = intern(e, &mut names.borrow_mut());
-        input.insert(ev);
+        let ev = intern(e, &mut day.names);
+        day.update(ev, 1, &mut |f, d| input.update(f, d));
     }
     input.advance_to(1);
     input.flush();
     worker.step_while(|| probe.less_than(input.time()));
-    let report = DailyReport::from_outputs("d", Vec::new(), &outputs.borrow());
+    let report = DailyReport::from_outputs("d", Vec::new(), &outputs.borrow(), &day.names);
     report
 }
 
@@ -74,25 +75,25 @@ proptest! {
     ) {
         let result = timely::execute_directly(move |worker| -> Result<(), TestCaseError> {
             let outputs = Rc::new(RefCell::new(Outputs::default()));
-            let names = Rc::new(RefCell::new(Names::default()));
-            let (mut input, probe) =
-                worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone(), names.clone()));
-            let feed = |input: &mut DayInput, file: &[Named], diff: isize| {
+            let day = RefCell::new(DayIngest::default());
+            let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
+            let feed = |input: &mut InputSession<u64, Fact, isize>, file: &[Named], diff: isize| {
+                let mut day = day.borrow_mut();
                 for e in file {
-                    let ev = intern(e, &mut names.borrow_mut());
-                    input.update(ev, diff);
+                    let ev = intern(e, &mut day.names);
+                    day.update(ev, diff, &mut |f, d| input.update(f, d));
                 }
             };
             let mut fed: Vec<Named> = Vec::new();
             let mut round = 0u64;
             let mut check = |worker: &mut timely::worker::Worker,
-                             input: &mut DayInput,
+                             input: &mut InputSession<u64, Fact, isize>,
                              fed: &[Named]| {
                 round += 1;
                 input.advance_to(round);
                 input.flush();
                 worker.step_while(|| probe.less_than(input.time()));
-                let incremental = DailyReport::from_outputs("d", Vec::new(), &outputs.borrow());
+                let incremental = DailyReport::from_outputs("d", Vec::new(), &outputs.borrow(), &day.borrow().names);
                 prop_assert_eq!(incremental, recompute(worker, fed));
                 Ok(())
             };

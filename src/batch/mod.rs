@@ -5,22 +5,22 @@
 //! lists (a consistent snapshot even while `stream` or `compact` runs).
 
 pub mod dedup;
+pub mod ingest;
 pub mod metrics;
 pub mod report;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 
-use anyhow::Context;
-
 use crate::archive::commit_log::snapshot;
-use crate::archive::parquet::for_each_batch_row;
-use crate::dataflows::batch::{build, BatchEvent, DayInput, Names, Outputs};
+use differential_dataflow::input::InputSession;
+
+use crate::dataflows::batch::{build, Fact, Names, Outputs};
+use ingest::{read_round, Chunk, DayIngest, Plan};
 use metrics::{segment_summary, CategoryFunnel, ProductViews, SegmentSummary, UserStats};
 
 /// Number of products in the top list.
@@ -42,11 +42,29 @@ pub struct DailyReport {
 }
 
 impl DailyReport {
-    fn from_outputs(date: &str, files: Vec<String>, out: &Outputs) -> Self {
-        let users: Vec<(String, UserStats)> =
-            out.users.iter().filter(|(_, n)| **n > 0).map(|((u, s), _)| (u.clone(), s.clone())).collect();
-        let mut categories: Vec<CategoryFunnel> =
-            out.categories.iter().filter(|(_, n)| **n > 0).map(|(c, _)| c.clone()).collect();
+    fn from_outputs(date: &str, files: Vec<String>, out: &Outputs, names: &Names) -> Self {
+        let mut users: Vec<(String, UserStats)> = out
+            .users
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|((u, s), _)| (names.name(*u).to_string(), s.clone()))
+            .collect();
+        users.sort();
+        let mut products: Vec<ProductViews> = out
+            .products
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(((p, c), (views, viewers)), _)| ProductViews::new(names.name(*p), names.name(*c), *views, *viewers))
+            .collect();
+        // Ordered by (views desc, product, category).
+        products.sort();
+        products.truncate(TOP_N);
+        let mut categories: Vec<CategoryFunnel> = out
+            .categories
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|((c, f), _)| CategoryFunnel { category: names.name(*c).to_string(), ..f.clone() })
+            .collect();
         categories.sort_by(|a, b| {
             b.overall_conversion_rate().cmp(&a.overall_conversion_rate()).then_with(|| a.category.cmp(&b.category))
         });
@@ -55,8 +73,7 @@ impl DailyReport {
             events: out.events.max(0) as u64,
             input_files: files,
             segments: segment_summary(users.iter().map(|(_, s)| s)),
-            // The map is ordered by (views desc, product, category).
-            top_products: out.products.iter().filter(|(_, n)| **n > 0).take(TOP_N).map(|(p, _)| p.clone()).collect(),
+            top_products: products,
             users,
             categories,
         }
@@ -95,15 +112,12 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
-/// One date's dataflow and the files it has been fed.
-struct Day {
+/// One date's dataflow (the reading side is its [`DayIngest`]).
+struct DayFlow {
     date: String,
-    input: DayInput,
+    input: InputSession<u64, Fact, isize>,
     probe: ProbeHandle<u64>,
     outputs: Rc<RefCell<Outputs>>,
-    names: Rc<RefCell<Names>>,
-    /// Files fed so far, with their rows (to retract if compaction removes them).
-    loaded: BTreeMap<String, Vec<BatchEvent>>,
 }
 
 /// Keeps the reports of `dates` up to date: every `poll`, files committed
@@ -123,60 +137,43 @@ pub fn follow(
     // The dataflow needs a worker; `execute_directly` runs it on this thread.
     let on_report = std::sync::Mutex::new(on_report);
     timely::execute_directly(move |worker| -> anyhow::Result<()> {
-        let mut days: Vec<Day> = dates
+        let mut flows: Vec<DayFlow> = dates
             .iter()
             .map(|date| {
                 let outputs = Rc::new(RefCell::new(Outputs::default()));
-                let names = Rc::new(RefCell::new(Names::default()));
-                let (input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone(), names.clone()));
-                Day { date: date.clone(), input, probe, outputs, names, loaded: BTreeMap::new() }
+                let (input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
+                DayFlow { date: date.clone(), input, probe, outputs }
             })
             .collect();
+        let mut ingests: Vec<DayIngest> = dates.iter().map(|_| DayIngest::default()).collect();
         let mut round = 0u64;
         loop {
             let live = snapshot(&archive)?;
-            let mut changed = vec![round == 0; days.len()];
-            for (i, day) in days.iter_mut().enumerate() {
-                let want: BTreeMap<&str, ()> =
-                    live.iter().filter(|f| f.date == day.date).map(|f| (f.path.as_str(), ())).collect();
-                let gone: Vec<String> = day.loaded.keys().filter(|p| !want.contains_key(p.as_str())).cloned().collect();
-                for p in gone {
-                    for e in day.loaded.remove(&p).unwrap_or_default() {
-                        day.input.update(e, -1);
+            let plans: Vec<Plan> = ingests.iter().zip(&dates).map(|(d, date)| d.plan(&live, date)).collect();
+            let changed: Vec<bool> = plans.iter().map(|p| round == 0 || !p.is_empty()).collect();
+            // Read on a second thread while this one feeds the dataflow.
+            std::thread::scope(|s| -> anyhow::Result<()> {
+                let (to, from) = std::sync::mpsc::sync_channel::<Chunk>(4);
+                let (archive, ingests, plans) = (&archive, &mut ingests, &plans);
+                let reader = s.spawn(move || read_round(archive, ingests, plans, to));
+                for (day, chunk) in from {
+                    let input = &mut flows[day].input;
+                    for (fact, diff) in chunk {
+                        input.update(fact, diff);
                     }
-                    changed[i] = true;
+                    worker.step();
                 }
-                let new: Vec<&str> = want.keys().filter(|p| !day.loaded.contains_key(**p)).copied().collect();
-                let total: u64 = live.iter().filter(|f| new.contains(&f.path.as_str())).map(|f| f.rows).sum();
-                let mut progress = crate::progress::Progress::new("batch: reading archive rows", total);
-                let mut done = 0u64;
-                for p in new {
-                    let path = archive.join(p);
-                    let mut rows: Vec<BatchEvent> = Vec::new();
-                    {
-                        // Only the columns the metrics use, straight into ids.
-                        let mut names = day.names.borrow_mut();
-                        for_each_batch_row(&path, |c| rows.push(BatchEvent::from_columns(&c, &mut names)))
-                            .with_context(|| format!("reading {}", path.display()))?;
-                    }
-                    day.input.reserve(rows.len());
-                    for e in &rows {
-                        day.input.insert(*e);
-                    }
-                    done += rows.len() as u64;
-                    progress.set(done);
-                    day.loaded.insert(p.to_string(), rows);
-                    changed[i] = true;
-                }
-                progress.finish();
-                day.input.advance_to(round + 1);
-                day.input.flush();
+                reader.join().map_err(|_| anyhow::anyhow!("the archive reader panicked"))?
+            })?;
+            for flow in &mut flows {
+                flow.input.advance_to(round + 1);
+                flow.input.flush();
             }
-            worker.step_while(|| days.iter().any(|d| d.probe.less_than(d.input.time())));
+            worker.step_while(|| flows.iter().any(|d| d.probe.less_than(d.input.time())));
             let mut go_on = true;
-            for (day, _) in days.iter().zip(&changed).filter(|(_, c)| **c) {
-                let files = day.loaded.keys().cloned().collect();
-                let report = DailyReport::from_outputs(&day.date, files, &day.outputs.borrow());
+            for ((flow, ingest), _) in flows.iter().zip(&ingests).zip(&changed).filter(|(_, c)| **c) {
+                let report =
+                    DailyReport::from_outputs(&flow.date, ingest.files(), &flow.outputs.borrow(), &ingest.names);
                 let mut f = on_report.lock().map_err(|_| anyhow::anyhow!("report callback poisoned"))?;
                 go_on &= (*f)(&report)?;
             }
