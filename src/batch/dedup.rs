@@ -105,7 +105,7 @@ impl Dedup {
         }
     }
 
-    /// Reserves room for `additional` more ids (a file's rows, before they land).
+    /// Reserves room for `additional` more ids (the rows about to land).
     pub fn reserve(&mut self, additional: usize) {
         self.counted.reserve(additional);
     }

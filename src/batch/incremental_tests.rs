@@ -6,8 +6,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::dataflows::batch::{BatchEvent, Fact, IdHash, Names};
-use ingest::DayIngest;
 use crate::event::EventKind;
+use ingest::DayIngest;
 
 /// An event with names (interned into the test's table when fed).
 type Named = (String, String, String, EventKind, Option<String>, Option<String>);
@@ -52,7 +52,7 @@ fn intern(e: &Named, n: &mut Names) -> BatchEvent {
 /// the reverse order (the outputs must not depend on the ids).
 fn recompute(worker: &mut timely::worker::Worker, events: &[Named]) -> DailyReport {
     let outputs = Rc::new(RefCell::new(Outputs::default()));
-    let mut day = DayIngest::default();
+    let mut day = DayIngest::new(true);
     let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
     for e in events.iter().rev() {
         let ev = intern(e, &mut day.names);
@@ -75,7 +75,7 @@ proptest! {
     ) {
         let result = timely::execute_directly(move |worker| -> Result<(), TestCaseError> {
             let outputs = Rc::new(RefCell::new(Outputs::default()));
-            let day = RefCell::new(DayIngest::default());
+            let day = RefCell::new(DayIngest::new(true));
             let (mut input, probe) = worker.dataflow::<u64, _, _>(|scope| build(scope, outputs.clone()));
             let feed = |input: &mut InputSession<u64, Fact, isize>, file: &[Named], diff: isize| {
                 let mut day = day.borrow_mut();

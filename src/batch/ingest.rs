@@ -26,12 +26,12 @@ pub type Chunk = (usize, Vec<(Fact, isize)>);
 
 /// One day's state on the reading side: its names, the de-duplication of
 /// its event_ids and the rows of every file fed (to retract them if a
-/// compaction removes the file).
-#[derive(Default)]
+/// compaction removes the file; a one-shot run keeps no rows).
 pub struct DayIngest {
     pub names: Names,
     dedup: Dedup,
     loaded: BTreeMap<String, Vec<BatchEvent>>,
+    keep_rows: bool,
 }
 
 /// What a round does to one day: files to retract, files to add.
@@ -49,6 +49,10 @@ impl Plan {
 }
 
 impl DayIngest {
+    pub fn new(keep_rows: bool) -> Self {
+        DayIngest { names: Names::default(), dedup: Dedup::default(), loaded: BTreeMap::new(), keep_rows }
+    }
+
     /// Files of the archive's current snapshot (`live`) for `date` compared
     /// with those already fed.
     pub fn plan(&self, live: &[FileEntry], date: &str) -> Plan {
@@ -78,13 +82,17 @@ impl DayIngest {
     fn load(&mut self, archive: &Path, path: &str, out: &mut impl FnMut(Fact, isize)) -> anyhow::Result<u64> {
         let full = archive.join(path);
         let mut rows: Vec<BatchEvent> = Vec::new();
-        for_each_batch_row(&full, |c| rows.push(BatchEvent::from_columns(&c, &mut self.names)))
-            .with_context(|| format!("reading {}", full.display()))?;
-        self.dedup.reserve(rows.len());
-        for e in &rows {
-            self.update(*e, 1, out);
-        }
-        let n = rows.len() as u64;
+        let mut n = 0u64;
+        let (names, dedup, keep) = (&mut self.names, &mut self.dedup, self.keep_rows);
+        for_each_batch_row(&full, |c| {
+            let e = BatchEvent::from_columns(&c, names);
+            dedup.update(e, 1, names, out);
+            if keep {
+                rows.push(e);
+            }
+            n += 1;
+        })
+        .with_context(|| format!("reading {}", full.display()))?;
         self.loaded.insert(path.to_string(), rows);
         Ok(n)
     }
@@ -114,6 +122,7 @@ pub fn read_round(archive: &Path, days: &mut [DayIngest], plans: &[Plan], to: Sy
         for p in &plan.gone {
             day.retract(p, &mut out);
         }
+        day.dedup.reserve(plan.new_rows as usize);
         let mut progress = crate::progress::Progress::new("batch: reading archive rows", plan.new_rows);
         let mut done = 0u64;
         for p in &plan.new {

@@ -40,10 +40,6 @@ impl fmt::Display for Hundredths {
     }
 }
 
-/// What the per-user reduce sees of an event: (kind, product, session),
-/// names as interned ids (`dataflows::batch::Names`).
-pub type UserEvent = (EventKind, u32, Option<u32>);
-
 /// Per-user totals of one day.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UserStats {
@@ -59,31 +55,14 @@ pub const BUYER: &str = "Buyer";
 pub const WINDOW_SHOPPER: &str = "Window Shopper";
 
 impl UserStats {
-    /// From one user's (kind, product, session) events with multiplicities.
-    pub fn from_events(input: &[(&UserEvent, isize)]) -> UserStats {
-        let mut s = UserStats::default();
-        let mut products: Vec<u32> = Vec::with_capacity(input.len());
-        let mut sessions: Vec<u32> = Vec::new();
-        for ((kind, product, session), n) in input {
-            let n = (*n).max(0) as u64;
-            match kind {
-                EventKind::View => s.views += n,
-                EventKind::AddToCart => s.carts += n,
-                EventKind::Purchase => s.purchases += n,
-                EventKind::Other => {}
-            }
-            products.push(*product);
-            if let Some(sess) = session {
-                sessions.push(*sess);
-            }
+    /// Counts `n` events of `kind` (other kinds count in no total).
+    pub fn count(&mut self, kind: EventKind, n: u64) {
+        match kind {
+            EventKind::View => self.views += n,
+            EventKind::AddToCart => self.carts += n,
+            EventKind::Purchase => self.purchases += n,
+            EventKind::Other => {}
         }
-        products.sort_unstable();
-        products.dedup();
-        sessions.sort_unstable();
-        sessions.dedup();
-        s.unique_products = products.len() as u64;
-        s.sessions = sessions.len() as u64;
-        s
     }
 
     pub fn segment(&self) -> &'static str {
@@ -168,26 +147,19 @@ pub struct CategoryFunnel {
 }
 
 impl CategoryFunnel {
-    /// From one category's (user id, kind) events, sorted by user.
-    pub fn from_events(category: &str, input: &[(&(u32, EventKind), isize)]) -> Self {
-        let mut f =
-            CategoryFunnel { category: category.to_string(), views: 0, carts: 0, purchases: 0, unique_users: 0 };
-        let mut last_user: Option<u32> = None;
-        for ((user, kind), n) in input {
-            let n = (*n).max(0) as u64;
-            match kind {
-                EventKind::View => f.views += n,
-                EventKind::AddToCart => f.carts += n,
-                EventKind::Purchase => f.purchases += n,
-                EventKind::Other => {}
-            }
-            // Input is sorted by (user, kind): users arrive grouped.
-            if last_user != Some(*user) {
-                f.unique_users += 1;
-                last_user = Some(*user);
-            }
+    /// An empty funnel of `category`.
+    pub fn new(category: &str) -> Self {
+        CategoryFunnel { category: category.to_string(), views: 0, carts: 0, purchases: 0, unique_users: 0 }
+    }
+
+    /// Counts `n` events of `kind` (other kinds count in no total).
+    pub fn count(&mut self, kind: EventKind, n: u64) {
+        match kind {
+            EventKind::View => self.views += n,
+            EventKind::AddToCart => self.carts += n,
+            EventKind::Purchase => self.purchases += n,
+            EventKind::Other => {}
         }
-        f
     }
     pub fn view_to_cart_rate(&self) -> Hundredths {
         Hundredths::percent(self.carts, self.views)
@@ -216,11 +188,10 @@ mod tests {
 
     #[test]
     fn user_stats_and_segments() {
-        let ev = |k, p: u32, s: Option<u32>| (k, p, s);
-        let a = ev(EventKind::View, 1, Some(1));
-        let b = ev(EventKind::View, 2, Some(2));
-        let c = ev(EventKind::AddToCart, 1, None);
-        let s = UserStats::from_events(&[(&a, 2), (&b, 1), (&c, 1)]);
+        let mut s = UserStats { unique_products: 2, sessions: 2, ..UserStats::default() };
+        s.count(EventKind::View, 3);
+        s.count(EventKind::AddToCart, 1);
+        s.count(EventKind::Other, 5);
         assert_eq!((s.views, s.carts, s.purchases, s.unique_products, s.sessions), (3, 1, 0, 2, 2));
         assert_eq!(s.segment(), WINDOW_SHOPPER);
         assert_eq!(s.engagement(), 6);

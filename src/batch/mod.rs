@@ -19,6 +19,8 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use crate::archive::commit_log::snapshot;
 use differential_dataflow::input::InputSession;
 
+use rustc_hash::FxHashMap;
+
 use crate::dataflows::batch::{build, Fact, Names, Outputs};
 use ingest::{read_round, Chunk, DayIngest, Plan};
 use metrics::{segment_summary, CategoryFunnel, ProductViews, SegmentSummary, UserStats};
@@ -43,27 +45,41 @@ pub struct DailyReport {
 
 impl DailyReport {
     fn from_outputs(date: &str, files: Vec<String>, out: &Outputs, names: &Names) -> Self {
-        let mut users: Vec<(String, UserStats)> = out
-            .users
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|((u, s), _)| (names.name(*u).to_string(), s.clone()))
+        // Multiplicities are positive once the dataflow has caught up.
+        let n = |m: Option<&isize>| m.copied().unwrap_or(0).max(0) as u64;
+        let mut users: FxHashMap<u32, UserStats> = FxHashMap::default();
+        for (&(u, kind), m) in &out.user_kinds {
+            users.entry(u).or_default().count(kind, n(Some(m)));
+        }
+        let mut users: Vec<(String, UserStats)> = users
+            .into_iter()
+            .map(|(u, mut s)| {
+                s.unique_products = n(out.user_products.get(&u));
+                s.sessions = n(out.user_sessions.get(&u));
+                (names.name(u).to_string(), s)
+            })
             .collect();
         users.sort();
         let mut products: Vec<ProductViews> = out
-            .products
+            .product_views
             .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(((p, c), (views, viewers)), _)| ProductViews::new(names.name(*p), names.name(*c), *views, *viewers))
+            .map(|(pc @ (p, c), views)| {
+                ProductViews::new(names.name(*p), names.name(*c), n(Some(views)), n(out.product_viewers.get(pc)))
+            })
             .collect();
         // Ordered by (views desc, product, category).
         products.sort();
         products.truncate(TOP_N);
-        let mut categories: Vec<CategoryFunnel> = out
-            .categories
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|((c, f), _)| CategoryFunnel { category: names.name(*c).to_string(), ..f.clone() })
+        let mut funnels: FxHashMap<u32, CategoryFunnel> = FxHashMap::default();
+        for (&(c, kind), m) in &out.category_kinds {
+            funnels.entry(c).or_insert_with(|| CategoryFunnel::new(names.name(c))).count(kind, n(Some(m)));
+        }
+        let mut categories: Vec<CategoryFunnel> = funnels
+            .into_iter()
+            .map(|(c, mut f)| {
+                f.unique_users = n(out.category_users.get(&c));
+                f
+            })
             .collect();
         categories.sort_by(|a, b| {
             b.overall_conversion_rate().cmp(&a.overall_conversion_rate()).then_with(|| a.category.cmp(&b.category))
@@ -88,11 +104,11 @@ impl DailyReport {
 pub fn run_day(archive: &Path, date: &str) -> anyhow::Result<DailyReport> {
     let last = std::sync::Arc::new(std::sync::Mutex::new(None));
     let keep = last.clone();
-    follow(archive, &[date.to_string()], Duration::ZERO, move |r| {
+    rounds(archive, &[date.to_string()], None, move |r| {
         if let Ok(mut slot) = keep.lock() {
             *slot = Some(r.clone());
         }
-        Ok(false) // one round: a one-shot run
+        Ok(false)
     })?;
     let report = last.lock().ok().and_then(|mut s| s.take());
     report.ok_or_else(|| anyhow::anyhow!("no report computed for {date}"))
@@ -131,6 +147,17 @@ pub fn follow(
     poll: Duration,
     on_report: impl FnMut(&DailyReport) -> anyhow::Result<bool> + Send + 'static,
 ) -> anyhow::Result<()> {
+    rounds(archive, dates, Some(poll), on_report)
+}
+
+/// [`follow`], or a single round when `poll` is `None` (a one-shot run,
+/// which keeps no rows for retractions that cannot come).
+fn rounds(
+    archive: &Path,
+    dates: &[String],
+    poll: Option<Duration>,
+    on_report: impl FnMut(&DailyReport) -> anyhow::Result<bool> + Send + 'static,
+) -> anyhow::Result<()> {
     keep_freed_memory();
     let archive = archive.to_owned();
     let dates = dates.to_vec();
@@ -145,7 +172,7 @@ pub fn follow(
                 DayFlow { date: date.clone(), input, probe, outputs }
             })
             .collect();
-        let mut ingests: Vec<DayIngest> = dates.iter().map(|_| DayIngest::default()).collect();
+        let mut ingests: Vec<DayIngest> = dates.iter().map(|_| DayIngest::new(poll.is_some())).collect();
         let mut round = 0u64;
         loop {
             let live = snapshot(&archive)?;
@@ -177,9 +204,9 @@ pub fn follow(
                 let mut f = on_report.lock().map_err(|_| anyhow::anyhow!("report callback poisoned"))?;
                 go_on &= (*f)(&report)?;
             }
-            if !go_on {
+            let Some(poll) = poll.filter(|_| go_on) else {
                 return Ok(());
-            }
+            };
             round += 1;
             std::thread::sleep(poll);
         }
