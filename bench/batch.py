@@ -58,7 +58,7 @@ def main():
     subprocess.run([b, "generate", "--events", str(a.events // 100), "--seed", "32", "--output", extra_in], check=True, stderr=subprocess.DEVNULL)
     run([b, "stream", "--no-console", "-w", "2", "--input", main_in, "--archive", archive, "--dead-letter", f"{work}/d.jsonl"])
 
-    one_shot = run([b, "batch", "--archive", archive, "--date", day, "--reports", reports])
+    one_shot = min(run([b, "batch", "--archive", archive, "--date", day, "--reports", reports]) for _ in range(3))
     duck = min(duckdb_day(archive, day) for _ in range(3))
 
     # Incremental: a follower is up to date; 1 % more events are committed;
@@ -83,7 +83,7 @@ def main():
     f.kill()
 
     n = a.events
-    print(f"\n{n:,} events of one day in the archive; DuckDB best of 3; {os.cpu_count()} cores\n")
+    print(f"\n{n:,} events of one day in the archive; one-shot runs best of 3; {os.cpu_count()} cores\n")
     print("| run | wall s | ratio to DuckDB |")
     print("|---|---:|---:|")
     print(f"| DuckDB {duckdb.__version__}: dedup + the three metric queries | {duck:.2f} | 1.0 |")

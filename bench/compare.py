@@ -235,7 +235,7 @@ def one_size(n, args, work):
     subprocess.run([b, "stream", "--input", data, "--no-console", "-w", "2", "--archive", archive,
                     "--dead-letter", f"{work}/dead.jsonl"], check=True, stderr=subprocess.DEVNULL)
     wall, rss, _ = timed([b, "batch", "--archive", archive, "--date", DAY, "--reports", reports])
-    rows.append(("batch", "clickwatch batch", 1, wall, rss))
+    rows.append(("batch", "clickwatch batch (reader + worker thread)", 2, wall, rss))
     got = {"clickwatch": clickwatch_batch_rows(reports)}
     out = f"{work}/duck-batch-{n}.json"
     wall, rss, _ = timed([py, __file__, "duck-batch", archive, out])
