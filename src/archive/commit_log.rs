@@ -96,6 +96,25 @@ fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing directory {}", dir.display()))
 }
 
+/// The committed positions of one input partition: looked up once per
+/// piece of input, then asked about each of its rows.
+#[derive(Clone, Copy)]
+pub struct Committed<'a>(&'a [(u64, u64)]);
+
+impl Committed<'_> {
+    pub fn contains(&self, position: u64) -> bool {
+        // The common case (a resumed or repeated file) has one range from 0.
+        let i = self.0.partition_point(|(s, _)| *s <= position);
+        i > 0 && position < self.0[i - 1].1
+    }
+
+    /// Whether no position at or after `position` is committed (then no
+    /// row of a piece starting there needs a look-up).
+    pub fn none_from(&self, position: u64) -> bool {
+        self.0.last().is_none_or(|(_, end)| *end <= position)
+    }
+}
+
 impl CommitLog {
     /// Opens (creating) the log of the archive at `root` and recovers.
     pub fn open(root: &Path) -> anyhow::Result<Self> {
@@ -209,10 +228,12 @@ impl CommitLog {
 
     /// True if `position` of `source`/`partition` is already archived.
     pub fn is_committed(&self, source: &str, partition: u32, position: u64) -> bool {
-        // The common case (a resumed or repeated file) has one range from 0.
-        let Some(ranges) = self.ranges.get(&(source.to_string(), partition)) else { return false };
-        let i = ranges.partition_point(|(s, _)| *s <= position);
-        i > 0 && position < ranges[i - 1].1
+        self.committed_ranges(source, partition).contains(position)
+    }
+
+    /// The committed `[start, end)` ranges of `source`/`partition`, sorted.
+    pub fn committed_ranges(&self, source: &str, partition: u32) -> Committed<'_> {
+        Committed(self.ranges.get(&(source.to_string(), partition)).map_or(&[], |r| r.as_slice()))
     }
 
     /// End of the committed prefix of `source`/`partition` (resume point).

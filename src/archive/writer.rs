@@ -159,8 +159,19 @@ impl State {
             range.2 = piece.checkpoint.or(range.2);
         }
         let mut skipped = 0u64;
-        for (position, event) in piece.rows {
-            if self.log.is_committed(&self.source, piece.partition, position) {
+        // Rows already committed (a re-run, a restart) are dropped. The
+        // ranges are looked up once per piece, and not at all per row when
+        // nothing at or after the piece's lowest position is committed (a
+        // first run, or past a resume point).
+        let committed = self.log.committed_ranges(&self.source, piece.partition);
+        let lowest = piece.rows.iter().map(|(p, _)| *p).min().unwrap_or(u64::MAX);
+        let skip: Vec<bool> = if committed.none_from(lowest) {
+            Vec::new()
+        } else {
+            piece.rows.iter().map(|(p, _)| committed.contains(*p)).collect()
+        };
+        for (i, (position, event)) in piece.rows.into_iter().enumerate() {
+            if skip.get(i).copied().unwrap_or(false) {
                 skipped += 1;
                 continue;
             }
