@@ -197,9 +197,20 @@ fn kill_9_and_sigterm_then_restart_leave_the_archive_exactly_once_and_no_duplica
     let mut kills = 0;
     let mut rng = 17u64;
     while kills < 6 {
+        // Kill at a random point after this run's first new commit (at a
+        // random time, not a wall-clock guess: a release build reads the
+        // whole topic in about two seconds).
+        let log = dir.join("archive/_clickwatch/commits.jsonl");
+        let size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let before = size();
         let mut child = stream(&broker, TOPIC, &dir, &small_commits).spawn().unwrap();
         rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(2000 + (rng >> 33) % 1500));
+        let started = std::time::Instant::now();
+        while size() == before && child.try_wait().unwrap().is_none() {
+            assert!(started.elapsed() < Duration::from_secs(120), "no commit within 120 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis((rng >> 33) % 400));
         if child.try_wait().unwrap().is_some() {
             break; // finished before the kill: the runs are too short
         }

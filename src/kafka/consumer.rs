@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::batch_queue::BatchQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -181,6 +184,7 @@ pub fn spawn(
     };
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
+    let mut next = BTreeMap::new();
     let mut empty = Vec::new();
     let assignment_partitions = assignment.partitions.clone();
     for (p, start) in assignment.partitions {
@@ -208,6 +212,7 @@ pub fn spawn(
         // Until librdkafka's first statistics: the lag as of the start.
         metrics.observe_partition_lag(p, high.saturating_sub(at) as i64, high as i64);
         tpl.add_partition_offset(&topic, p as i32, Offset::Offset(at as i64)).context("assigning a partition")?;
+        next.insert(p, at);
         if until_end {
             if at >= high {
                 empty.push(p);
@@ -220,21 +225,35 @@ pub fn spawn(
     let consumer = Arc::new(consumer);
     let mut queues = Vec::new();
     for (p, _) in &assignment_partitions {
-        let queue = consumer
+        let own = consumer
             .split_partition_queue(&topic, *p as i32)
             .with_context(|| format!("reading {topic}/{p} on its own queue"))?;
-        queues.push((*p, queue));
+        let batch = BatchQueue::new(consumer.clone(), &topic, *p as i32)
+            .with_context(|| format!("opening the fetch queue of {topic}/{p}"))?;
+        queues.push(PartitionReader { partition: *p, batch, _own: own });
     }
     let (tx, rx) = bounded(16);
     let handle = std::thread::Builder::new()
         .name("kafka-reader".into())
         .spawn(move || {
-            let reader = Reader { consumer, tx, activator, ends, until_end, topic };
+            let reader = Reader { consumer, tx, activator, ends, next, until_end, topic };
             reader.run(queues, empty)
         })
         .context("starting the Kafka reader thread")?;
     Ok((rx, handle))
 }
+
+/// One partition's queue, read many messages at a time.
+struct PartitionReader {
+    partition: u32,
+    batch: BatchQueue<StatsContext>,
+    /// The queue `split_partition_queue` made: while it lives, librdkafka
+    /// keeps the partition's messages off the consumer's main queue.
+    _own: PartitionQueue<StatsContext>,
+}
+
+/// Messages taken from a partition's queue at once.
+const POP: usize = 512;
 
 struct Reader {
     consumer: Arc<BaseConsumer<StatsContext>>,
@@ -242,6 +261,10 @@ struct Reader {
     activator: SyncActivator,
     /// With `until_end`: the end offset of each partition not yet finished.
     ends: BTreeMap<u32, u64>,
+    /// The next offset of each partition: with `until_end`, no message at
+    /// or past the end is taken from the queue (taking it would move the
+    /// group's read position past what was read).
+    next: BTreeMap<u32, u64>,
     until_end: bool,
     topic: String,
 }
@@ -255,7 +278,7 @@ impl Reader {
     /// nothing holds the watermark back, so reading one partition's
     /// prefetched megabytes before the next would stall every window.
     /// `empty`: bounded partitions with nothing to read; they end at once.
-    fn run(mut self, queues: Vec<(u32, PartitionQueue<StatsContext>)>, empty: Vec<u32>) {
+    fn run(mut self, queues: Vec<PartitionReader>, empty: Vec<u32>) {
         let mut last_warning = None::<Instant>;
         let mut last_commit = Instant::now();
         for p in empty {
@@ -264,7 +287,7 @@ impl Reader {
             }
         }
         let mut queues: Vec<_> =
-            queues.into_iter().filter(|(p, _)| !self.until_end || self.ends.contains_key(p)).collect();
+            queues.into_iter().filter(|q| !self.until_end || self.ends.contains_key(&q.partition)).collect();
         loop {
             if self.until_end && self.ends.is_empty() {
                 return;
@@ -275,23 +298,40 @@ impl Reader {
             }
             let mut got = 0usize;
             let mut finished = Vec::new();
-            for (p, queue) in &queues {
-                let mut batch = MessageBatch { partition: *p, ..Default::default() };
+            for q in &mut queues {
+                let p = q.partition;
+                let mut batch = MessageBatch { partition: p, ..Default::default() };
                 let mut ended = false;
-                while !batch.is_full() && !ended {
-                    match queue.poll(Duration::ZERO) {
-                        Some(Ok(m)) => {
-                            let offset = u64::try_from(m.offset()).unwrap_or(0);
-                            batch.push(offset, m.payload().unwrap_or_default());
-                            ended = self.ends.get(p).is_some_and(|end| offset + 1 >= *end);
-                        }
-                        Some(Err(KafkaError::PartitionEOF(_))) | None => break,
-                        Some(Err(e)) => {
-                            if !self.on_error(e, &mut last_warning) {
-                                return;
+                'fill: while !batch.is_full() && !ended {
+                    let room = match (self.ends.get(&p), self.next.get(&p)) {
+                        (Some(end), Some(next)) => POP.min(usize::try_from(end.saturating_sub(*next)).unwrap_or(POP)),
+                        _ => POP,
+                    };
+                    // Every message taken is handled: the queue has let go of it.
+                    let (mut popped, mut pause, mut last) = (0usize, false, None);
+                    let end = self.ends.get(&p).copied();
+                    for m in q.batch.pop(room.max(1)) {
+                        popped += 1;
+                        match m {
+                            Ok((offset, payload)) => {
+                                batch.push(offset, payload);
+                                last = Some(offset);
+                                ended = end.is_some_and(|end| offset + 1 >= end);
                             }
-                            break;
+                            Err(RDKafkaErrorCode::PartitionEOF) => pause = true,
+                            Err(code) => {
+                                if !self.on_error(KafkaError::MessageConsumption(code), &mut last_warning) {
+                                    return;
+                                }
+                                pause = true;
+                            }
                         }
+                    }
+                    if let Some(last) = last {
+                        self.next.insert(p, last + 1);
+                    }
+                    if popped == 0 || pause {
+                        break 'fill;
                     }
                 }
                 got += batch.offsets.len();
@@ -299,14 +339,14 @@ impl Reader {
                     return;
                 }
                 if ended {
-                    self.ends.remove(p);
-                    finished.push(*p);
-                    if !self.send(Fetched::End(*p)) {
+                    self.ends.remove(&p);
+                    finished.push(p);
+                    if !self.send(Fetched::End(p)) {
                         return;
                     }
                 }
             }
-            queues.retain(|(p, _)| !finished.contains(p));
+            queues.retain(|q| !finished.contains(&q.partition));
             // Serves statistics and errors; waits a little when there was nothing to read.
             let wait = if got == 0 { Duration::from_millis(5) } else { Duration::ZERO };
             match self.consumer.poll(wait) {

@@ -7,6 +7,7 @@
 //! ...), so whatever a broker needs can be configured without a release of
 //! clickwatch. clickwatch sets only the properties its guarantees depend on.
 
+mod batch_queue;
 pub mod consumer;
 pub mod producer;
 pub mod resume;

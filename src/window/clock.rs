@@ -11,6 +11,7 @@
 //! frontier). All functions take the wall clock as an argument so the idle
 //! rules are tested without sleeping.
 
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
@@ -101,10 +102,13 @@ impl PartitionClock {
             // Exact even though buckets expire lazily: a remembered copy
             // older than the horizon no longer counts.
             let horizon = self.horizon(cfg);
-            if self.seen.get(&h).is_some_and(|t| *t >= horizon) {
-                return Fate::Duplicate;
+            match self.seen.entry(h) {
+                Entry::Occupied(seen) if *seen.get() >= horizon => return Fate::Duplicate,
+                Entry::Occupied(mut seen) => *seen.get_mut() = ev.time,
+                Entry::Vacant(slot) => {
+                    slot.insert(ev.time);
+                }
             }
-            self.seen.insert(h, ev.time);
             let pane = cfg.spec.pane_of(ev.time);
             match self.buckets.last_entry() {
                 // Nearly every event lands in the newest pane.
