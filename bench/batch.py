@@ -7,8 +7,10 @@ Usage: bench/batch.sh [--events N]
 """
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,7 @@ def main():
     a = ap.parse_args()
     b, day = a.binary, "2026-11-24"
     work = tempfile.mkdtemp(prefix="clickwatch-batch-bench-")
+    atexit.register(shutil.rmtree, work, True)  # also when a run fails
     archive, reports = f"{work}/archive", f"{work}/reports"
     main_in, extra_in = f"{work}/day.jsonl", f"{work}/extra.jsonl"
     subprocess.run([b, "generate", "--events", str(a.events), "--seed", "31", "--output", main_in], check=True, stderr=subprocess.DEVNULL)

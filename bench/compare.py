@@ -24,6 +24,7 @@ Usage: bench/compare.sh [--sizes 2000000,10000000] [--workdir DIR]
 """
 
 import argparse
+import atexit
 import glob
 import json
 import os
@@ -278,6 +279,8 @@ def main():
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="clickwatch-compare-")
+    if not args.workdir:
+        atexit.register(shutil.rmtree, work, True)  # also when a run fails
     os.makedirs(work, exist_ok=True)
     import duckdb
     import pyspark

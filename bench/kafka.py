@@ -12,6 +12,7 @@ Usage: bench/kafka.sh [--events N] [--runs R]   (builds, starts the broker)
 """
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -56,6 +57,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="clickwatch-kafka-bench-")
+    atexit.register(shutil.rmtree, work, True)  # also when a run fails
     port, cport = free_port(), free_port()
     brokers = f"127.0.0.1:{port}"
     log = open(os.path.join(work, "broker.log"), "w")

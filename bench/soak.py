@@ -14,7 +14,9 @@ the last L + D of event time: at R events/s about R × (L + D) ids).
 """
 
 import argparse
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +50,7 @@ def main():
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="clickwatch-soak-")
+    atexit.register(shutil.rmtree, work, True)  # also when a run fails
     events = args.rate * (args.seconds + 30)
     gen = subprocess.Popen(
         [args.binary, "generate", "--events", str(events), "--rate", str(args.rate), "--realtime",

@@ -13,6 +13,7 @@ Usage: bench/speed.sh [--events N] [--runs R]   (builds, makes the venv)
 """
 
 import argparse
+import atexit
 import json
 import os
 import platform
@@ -101,6 +102,8 @@ def main():
     args = ap.parse_args()
 
     work = args.workdir or tempfile.mkdtemp(prefix="clickwatch-bench-")
+    if not args.workdir:
+        atexit.register(shutil.rmtree, work, True)  # also when a run fails
     os.makedirs(work, exist_ok=True)
     data = os.path.join(work, f"events-{args.events}.jsonl")
     if not os.path.exists(data):

@@ -22,7 +22,7 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::commit_log::{temp_path, CommitLog, FileEntry, InputRange, Record};
-use super::parquet::{day_of, event_date, ArchiveRow, PartWriter, BATCH_ROWS};
+use super::parquet::{day_of, event_date, ColumnBuffer, PartWriter, BATCH_ROWS};
 use super::ArchiveConfig;
 use crate::event::timestamp::{format_rfc3339, now_micros};
 use crate::event::{Event, Micros};
@@ -110,7 +110,7 @@ impl ArchiveWriter {
 struct OpenPart {
     writer: PartWriter,
     /// Rows not yet handed to the Parquet writer (less than a batch).
-    pending: Vec<ArchiveRow>,
+    pending: ColumnBuffer,
     rel: String,
     date: String,
 }
@@ -170,31 +170,30 @@ impl State {
         } else {
             piece.rows.iter().map(|(p, _)| committed.contains(*p)).collect()
         };
-        for (i, (position, event)) in piece.rows.into_iter().enumerate() {
+        for (i, (position, event)) in piece.rows.iter().enumerate() {
             if skip.get(i).copied().unwrap_or(false) {
                 skipped += 1;
                 continue;
             }
-            let row = ArchiveRow { event, ingest_time: piece.ingest_time, partition: piece.partition, position };
-            let day = day_of(row.event.time);
+            let day = day_of(event.time);
             let part = match self.open.entry(day) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
                     let seq = self.log.next_seq();
-                    let date = event_date(row.event.time);
+                    let date = event_date(event.time);
                     let rel = format!("events/event_date={date}/part-{seq:08}-{:03}.parquet", self.opened);
                     self.opened += 1;
                     let fin = self.log.root().join(&rel);
                     if let Some(dir) = fin.parent() {
                         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                     }
-                    e.insert(OpenPart { writer: PartWriter::create(&temp_path(&fin))?, pending: Vec::new(), rel, date })
+                    let writer = PartWriter::create(&temp_path(&fin))?;
+                    e.insert(OpenPart { writer, pending: ColumnBuffer::default(), rel, date })
                 }
             };
-            part.pending.push(row);
+            part.pending.push(event, piece.ingest_time, piece.partition, *position);
             if part.pending.len() >= BATCH_ROWS {
-                part.writer.write(&part.pending)?;
-                part.pending.clear();
+                part.writer.write_columns(&mut part.pending)?;
             }
             self.rows += 1;
         }
@@ -227,7 +226,7 @@ impl State {
         let finished = parts
             .into_values()
             .map(|mut part| {
-                part.writer.write(&part.pending)?;
+                part.writer.write_columns(&mut part.pending)?;
                 let rows = part.writer.rows();
                 let bytes = part.writer.finish()?;
                 Ok(FileEntry { path: part.rel, date: part.date, rows, bytes })
