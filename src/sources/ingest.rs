@@ -74,6 +74,9 @@ pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros,
     };
     let bytes = match &chunk.body {
         RawBody::Lines(data) => {
+            // Sized once: growing it by doubling copied every event again
+            // and faulted in fresh pages for each larger vector.
+            out.events.reserve_exact(memchr::memchr_iter(b'\n', data).count() + 1);
             let mut pos = 0usize;
             while pos < data.len() {
                 let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
@@ -211,13 +214,24 @@ impl Ingestor {
     /// Classifies a decoded chunk; chunks of a partition must come in `seq` order.
     pub fn classify(&mut self, chunk: DecodedChunk, now: Micros, out: &mut Batch) {
         out.rejects.extend(chunk.rejects);
-        for (position, event) in chunk.events {
-            self.event(chunk.partition, position, event, now, out);
+        for (position, event) in &chunk.events {
+            self.event(chunk.partition, *position, event, now, out);
+        }
+        if self.keep_events {
+            // The decoded vector itself goes on to the archive: moving each
+            // event into a fresh vector cost a copy per event and, as the
+            // archive thread frees them, freshly zeroed pages (perf: 8 % of
+            // a worker).
+            if out.archive.is_empty() {
+                out.archive = chunk.events;
+            } else {
+                out.archive.extend(chunk.events);
+            }
         }
     }
 
     /// Classifies one decoded event read from `partition` at `position`.
-    pub fn event(&mut self, partition: u32, position: u64, event: Event, now: Micros, out: &mut Batch) {
+    fn event(&mut self, partition: u32, position: u64, event: &Event, now: Micros, out: &mut Batch) {
         let floor = self.clock.published();
         let fate = self.clock.on_event(partition, &event, now);
         self.tally.kinds[event.kind as usize] += 1;
@@ -237,7 +251,7 @@ impl Ingestor {
                 ));
             }
             Fate::Late(reason) => {
-                let raw = serde_json::to_string(&LateView::from(&event)).unwrap_or_default();
+                let raw = serde_json::to_string(&LateView::from(event)).unwrap_or_default();
                 self.tally.dead[reason.index()] += 1;
                 out.rejects.push(DeadLetter {
                     raw,
@@ -254,9 +268,6 @@ impl Ingestor {
                 });
             }
             Fate::Duplicate => self.tally.duplicates += 1,
-        }
-        if self.keep_events {
-            out.archive.push((position, event));
         }
     }
 
