@@ -233,7 +233,7 @@ impl Ingestor {
     /// Classifies one decoded event read from `partition` at `position`.
     fn event(&mut self, partition: u32, position: u64, event: &Event, now: Micros, out: &mut Batch) {
         let floor = self.clock.published();
-        let fate = self.clock.on_event(partition, &event, now);
+        let fate = self.clock.on_event(partition, event, now);
         self.tally.kinds[event.kind as usize] += 1;
         match fate {
             Fate::Counted { skip } => {
