@@ -123,7 +123,12 @@ pub struct ColumnBuffer {
 
 impl Default for ColumnBuffer {
     fn default() -> Self {
-        let n = BATCH;
+        ColumnBuffer::with_rows(BATCH)
+    }
+}
+
+impl ColumnBuffer {
+    fn with_rows(n: usize) -> Self {
         ColumnBuffer {
             strings: std::array::from_fn(|_| StringBuilder::with_capacity(n, n * 12)),
             time: TimestampMicrosecondBuilder::with_capacity(n),
@@ -135,9 +140,7 @@ impl Default for ColumnBuffer {
             rows: 0,
         }
     }
-}
 
-impl ColumnBuffer {
     pub fn push(&mut self, e: &Event, ingest_time: Micros, partition: u32, position: u64) {
         let [id, user, product, etype, cat, session] = &mut self.strings;
         id.append_option(e.event_id.as_deref());
@@ -163,9 +166,9 @@ impl ColumnBuffer {
         self.rows == 0
     }
 
-    /// The buffered rows as a record batch; the buffer starts over.
-    fn take_batch(&mut self) -> anyhow::Result<RecordBatch> {
-        let mut b = std::mem::take(self);
+    /// The buffered rows as a record batch.
+    fn into_batch(mut self) -> anyhow::Result<RecordBatch> {
+        let b = &mut self;
         let [id, user, product, etype, cat, session] = &mut b.strings;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(id.finish()),
@@ -217,7 +220,15 @@ impl PartWriter {
             return Ok(());
         }
         let n = columns.len() as u64;
-        self.writer.write(&columns.take_batch()?).with_context(|| format!("writing {}", self.path.display()))?;
+        let batch = std::mem::replace(columns, ColumnBuffer::with_rows(0)).into_batch()?;
+        self.writer.write(&batch).with_context(|| format!("writing {}", self.path.display()))?;
+        drop(batch);
+        // Allocated only now that the batch is freed, so the allocator hands
+        // back the same, already faulted-in memory: allocating the next
+        // buffers while the batch was still alive took fresh pages every
+        // time (the freed ones were purged before the next batch; perf: 18 %
+        // of the archive thread zeroing pages).
+        *columns = ColumnBuffer::default();
         self.rows += n;
         Ok(())
     }
