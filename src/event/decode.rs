@@ -47,7 +47,7 @@ impl DecodeError {
 }
 
 /// A timestamp as it appears on the wire: a string or an integer.
-enum RawTime<'a> {
+pub(super) enum RawTime<'a> {
     Str(Cow<'a, str>),
     Int(i64),
 }
@@ -80,7 +80,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawTime<'a> {
 /// A string field: borrowed from the input unless it holds escapes. (serde's
 /// own `Cow<str>` borrows only as a bare field; inside an `Option` it
 /// always allocates a `String`, which cost seven allocations per event.)
-struct Text<'a>(Cow<'a, str>);
+pub(super) struct Text<'a>(pub(super) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -110,26 +110,26 @@ impl std::ops::Deref for Text<'_> {
 
 /// The wire shape. Unknown fields are ignored (SPEC §2); `null` is treated
 /// as absent.
-#[derive(Deserialize)]
-struct RawEvent<'a> {
+#[derive(Default, Deserialize)]
+pub(super) struct RawEvent<'a> {
     #[serde(borrow, default)]
-    event_id: Option<Text<'a>>,
+    pub event_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    user_id: Option<Text<'a>>,
+    pub user_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    product_id: Option<Text<'a>>,
+    pub product_id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    event_type: Option<Text<'a>>,
+    pub event_type: Option<Text<'a>>,
     #[serde(borrow, default)]
-    timestamp: Option<RawTime<'a>>,
+    pub timestamp: Option<RawTime<'a>>,
     #[serde(borrow, default)]
-    category: Option<Text<'a>>,
+    pub category: Option<Text<'a>>,
     #[serde(borrow, default)]
-    session_id: Option<Text<'a>>,
+    pub session_id: Option<Text<'a>>,
     #[serde(default)]
-    price: Option<f64>,
+    pub price: Option<f64>,
     #[serde(default)]
-    quantity: Option<i64>,
+    pub quantity: Option<i64>,
 }
 
 const MAX_ID_CHARS: usize = 128;
@@ -170,6 +170,16 @@ fn classify_json_error(bytes: &[u8], err: serde_json::Error) -> DecodeError {
 /// Decodes one message. `now` is the wall clock (micros), used only for the
 /// future-skew check of live sources.
 pub fn decode(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, DecodeError> {
+    decode_inner(bytes, limits, now, true)
+}
+
+/// [`decode`] without the fast path: the reference it is tested against.
+#[cfg(test)]
+pub(super) fn decode_with_serde(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, DecodeError> {
+    decode_inner(bytes, limits, now, false)
+}
+
+fn decode_inner(bytes: &[u8], limits: &Limits, now: Micros, fast: bool) -> Result<Event, DecodeError> {
     if bytes.len() > limits.max_event_bytes {
         return Err(DecodeError::new(
             Reason::TooLarge,
@@ -185,7 +195,12 @@ pub fn decode(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, Decod
             return Err(DecodeError::new(Reason::NotUtf8, detail));
         }
     };
-    let raw: RawEvent = serde_json::from_str(text).map_err(|e| classify_json_error(bytes, e))?;
+    // The common flat shape on the fast path; everything else, and every
+    // error, through serde (see `flat`).
+    let raw = match fast.then(|| super::flat::parse(text)).flatten() {
+        Some(raw) => raw,
+        None => serde_json::from_str(text).map_err(|e| classify_json_error(bytes, e))?,
+    };
 
     let user_id = required_id(raw.user_id, "user_id")?;
     let product_id = required_id(raw.product_id, "product_id")?;

@@ -3,9 +3,11 @@
 //! This module owns the in-memory shape of a valid event ([`Event`]), the
 //! classification of event types ([`EventKind`]) and the dead-letter record
 //! ([`DeadLetter`]) that carries every input we refused, with its reason.
-//! Decoding lives in [`decode`], timestamp parsing in [`timestamp`].
+//! Decoding lives in [`decode`] (with a fast path for flat objects in
+//! `flat`), timestamp parsing in [`timestamp`].
 
 pub mod decode;
+mod flat;
 pub mod timestamp;
 
 use compact_str::CompactString;
