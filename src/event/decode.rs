@@ -136,6 +136,10 @@ const MAX_ID_CHARS: usize = 128;
 
 fn required_id(value: Option<Text<'_>>, field: &str) -> Result<CompactString, DecodeError> {
     let v = value.ok_or_else(|| DecodeError::new(Reason::MissingField, format!("missing {field}")))?;
+    // A character is at least one byte, so only a long id needs counting.
+    if !v.is_empty() && v.len() <= MAX_ID_CHARS {
+        return Ok(CompactString::from(&*v));
+    }
     let chars = v.chars().count();
     if chars == 0 || chars > MAX_ID_CHARS {
         return Err(DecodeError::new(
@@ -330,6 +334,11 @@ mod tests {
         );
         let long = format!(r#"{{"user_id":"{}","product_id":"p","event_type":"view","timestamp":0}}"#, "u".repeat(129));
         assert_eq!(reason(long.as_bytes()), Reason::InvalidField);
+        // The limit is in characters: 128 two-byte ones are fine, 129 are not.
+        let wide =
+            |n| format!(r#"{{"user_id":"{}","product_id":"p","event_type":"view","timestamp":0}}"#, "é".repeat(n));
+        assert_eq!(ok(&wide(128)).user_id.chars().count(), 128);
+        assert_eq!(reason(wide(129).as_bytes()), Reason::InvalidField);
     }
 
     #[test]
