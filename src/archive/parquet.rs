@@ -110,7 +110,7 @@ pub fn event_date(t: Micros) -> String {
 /// is copied once, field by field, into the Arrow builders as it arrives
 /// (building the columns afterwards walked the buffered rows once per
 /// column, a dozen passes over 200-byte rows that no longer fit in cache).
-pub struct ColumnBuffer {
+struct ColumnBuffer {
     strings: [StringBuilder; 6],
     time: TimestampMicrosecondBuilder,
     ingest: TimestampMicrosecondBuilder,
@@ -141,7 +141,7 @@ impl ColumnBuffer {
         }
     }
 
-    pub fn push(&mut self, e: &Event, ingest_time: Micros, partition: u32, position: u64) {
+    fn push(&mut self, e: &Event, ingest_time: Micros, partition: u32, position: u64) {
         let [id, user, product, etype, cat, session] = &mut self.strings;
         id.append_option(e.event_id.as_deref());
         user.append_value(&e.user_id);
@@ -158,11 +158,11 @@ impl ColumnBuffer {
         self.rows += 1;
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.rows
     }
 
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.rows == 0
     }
 
@@ -193,52 +193,60 @@ impl ColumnBuffer {
 pub struct PartWriter {
     writer: ArrowWriter<File>,
     path: std::path::PathBuf,
-    rows: u64,
+    /// Rows not yet handed to the Parquet writer (less than a batch).
+    pending: ColumnBuffer,
+    /// Rows handed to the Parquet writer.
+    written: u64,
 }
 
 impl PartWriter {
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))?;
-        Ok(PartWriter { writer, path: path.to_owned(), rows: 0 })
+        Ok(PartWriter { writer, path: path.to_owned(), pending: ColumnBuffer::default(), written: 0 })
+    }
+
+    /// Adds one row; a full batch goes on to the Parquet writer.
+    pub fn push(&mut self, e: &Event, ingest_time: Micros, partition: u32, position: u64) -> anyhow::Result<()> {
+        self.pending.push(e, ingest_time, partition, position);
+        if self.pending.len() >= BATCH {
+            self.write_pending()?;
+            // Allocated only now that the last batch is freed, so the
+            // allocator hands back the same, already faulted-in memory:
+            // allocating the next buffers while the batch was still alive
+            // took fresh pages every time (the freed ones were purged before
+            // the next batch; perf: 18 % of the archive thread zeroing pages).
+            self.pending = ColumnBuffer::default();
+        }
+        Ok(())
     }
 
     pub fn write(&mut self, rows: &[ArchiveRow]) -> anyhow::Result<()> {
-        for chunk in rows.chunks(BATCH) {
-            let mut columns = ColumnBuffer::default();
-            for r in chunk {
-                columns.push(&r.event, r.ingest_time, r.partition, r.position);
-            }
-            self.write_columns(&mut columns)?;
-        }
-        Ok(())
+        rows.iter().try_for_each(|r| self.push(&r.event, r.ingest_time, r.partition, r.position))
     }
 
-    /// Writes (and empties) a buffer of rows.
-    pub fn write_columns(&mut self, columns: &mut ColumnBuffer) -> anyhow::Result<()> {
-        if columns.is_empty() {
+    /// Hands the pending rows to the Parquet writer, leaving an empty,
+    /// unallocated buffer.
+    fn write_pending(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
             return Ok(());
         }
-        let n = columns.len() as u64;
-        let batch = std::mem::replace(columns, ColumnBuffer::with_rows(0)).into_batch()?;
+        let n = self.pending.len() as u64;
+        let batch = std::mem::replace(&mut self.pending, ColumnBuffer::with_rows(0)).into_batch()?;
         self.writer.write(&batch).with_context(|| format!("writing {}", self.path.display()))?;
-        drop(batch);
-        // Allocated only now that the batch is freed, so the allocator hands
-        // back the same, already faulted-in memory: allocating the next
-        // buffers while the batch was still alive took fresh pages every
-        // time (the freed ones were purged before the next batch; perf: 18 %
-        // of the archive thread zeroing pages).
-        *columns = ColumnBuffer::default();
-        self.rows += n;
+        self.written += n;
         Ok(())
     }
 
+    /// Rows in the file so far.
     pub fn rows(&self) -> u64 {
-        self.rows
+        self.written + self.pending.len() as u64
     }
 
-    /// Closes and fsyncs the file; returns its size in bytes.
-    pub fn finish(self) -> anyhow::Result<u64> {
+    /// Writes what is pending, closes and fsyncs the file; returns its size
+    /// in bytes.
+    pub fn finish(mut self) -> anyhow::Result<u64> {
+        self.write_pending()?;
         let file = self.writer.into_inner().with_context(|| format!("finishing {}", self.path.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
         Ok(file.metadata()?.len())
@@ -252,9 +260,6 @@ pub fn write_file(path: &Path, rows: &[ArchiveRow]) -> anyhow::Result<u64> {
     w.write(rows)?;
     w.finish()
 }
-
-/// Rows per record batch handed to the Parquet writer.
-pub const BATCH_ROWS: usize = BATCH;
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a T> {
     match batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<T>()) {

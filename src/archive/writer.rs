@@ -22,7 +22,7 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::commit_log::{temp_path, CommitLog, FileEntry, InputRange, Record};
-use super::parquet::{day_of, event_date, ColumnBuffer, PartWriter, BATCH_ROWS};
+use super::parquet::{day_of, event_date, PartWriter};
 use super::ArchiveConfig;
 use crate::event::timestamp::{format_rfc3339, now_micros};
 use crate::event::{Event, Micros};
@@ -109,8 +109,6 @@ impl ArchiveWriter {
 /// A date's file of the next commit, written as rows arrive.
 struct OpenPart {
     writer: PartWriter,
-    /// Rows not yet handed to the Parquet writer (less than a batch).
-    pending: ColumnBuffer,
     rel: String,
     date: String,
 }
@@ -187,14 +185,10 @@ impl State {
                     if let Some(dir) = fin.parent() {
                         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                     }
-                    let writer = PartWriter::create(&temp_path(&fin))?;
-                    e.insert(OpenPart { writer, pending: ColumnBuffer::default(), rel, date })
+                    e.insert(OpenPart { writer: PartWriter::create(&temp_path(&fin))?, rel, date })
                 }
             };
-            part.pending.push(event, piece.ingest_time, piece.partition, *position);
-            if part.pending.len() >= BATCH_ROWS {
-                part.writer.write_columns(&mut part.pending)?;
-            }
+            part.writer.push(event, piece.ingest_time, piece.partition, *position)?;
             self.rows += 1;
         }
         self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
@@ -225,8 +219,7 @@ impl State {
         let temps: Vec<PathBuf> = parts.values().map(|p| temp_path(&self.log.root().join(&p.rel))).collect();
         let finished = parts
             .into_values()
-            .map(|mut part| {
-                part.writer.write_columns(&mut part.pending)?;
+            .map(|part| {
                 let rows = part.writer.rows();
                 let bytes = part.writer.finish()?;
                 Ok(FileEntry { path: part.rel, date: part.date, rows, bytes })
