@@ -131,3 +131,21 @@ fn open_windows_and_touched() {
     e.on_frontier(Some(T0 + 10 * MIN));
     assert_eq!(summary(&e.open_windows("p")), vec![("p".into(), 5, 15, 1)]);
 }
+
+#[test]
+fn closing_order_is_byte_order_of_ids_of_any_length() {
+    // Ids that tie on their first eight bytes, are prefixes of each other,
+    // hold a NUL or multi-byte characters: the engine's word-wise sort must
+    // still give plain string order.
+    let ids =
+        ["product-2", "product-10", "product-1", "p", "p\u{0}", "", "pé", "pz", "productA", "product", "producta"];
+    let mut e = sliding();
+    for p in ids {
+        e.on_event(&ev(p, EventKind::View, T0 + MIN, 0));
+    }
+    let out = e.on_frontier(Some(T0 + 5 * MIN));
+    let got: Vec<&str> = out.iter().map(|w| w.product.as_str()).collect();
+    let mut want = ids.to_vec();
+    want.sort();
+    assert_eq!(got, want);
+}
