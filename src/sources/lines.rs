@@ -118,17 +118,13 @@ impl Reader {
                                // While skipping an oversized line: (its offset, bytes so far, prefix).
         let mut skipping: Option<(u64, u64, Vec<u8>)> = None;
         loop {
-            let start = buf.len();
-            buf.resize(start + CHUNK, 0);
-            let n = match input.read(&mut buf[start..]) {
+            // Into the buffer's spare capacity: zeroing it first, only to
+            // overwrite it, was a pass over every byte of the input.
+            let n = match (&mut input).take(CHUNK as u64).read_to_end(&mut buf) {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    buf.truncate(start);
-                    continue;
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            buf.truncate(start + n);
             let eof = n == 0;
 
             if let Some((at, len, prefix)) = &mut skipping {
