@@ -89,7 +89,7 @@ pub fn spawn(
     };
     let (tx, rx) = bounded(8);
     let handle = std::thread::Builder::new().name("line-reader".into()).spawn(move || {
-        let mut r = Reader { tx, activator, max_line };
+        let mut r = Reader { tx, activator, max_line, fill: !input.is_live() };
         if let Err(e) = r.run(reader) {
             let _ = r.tx.send(Chunk::Failed(format!("reading {}: {e}", input.name())));
             let _ = r.activator.activate();
@@ -102,6 +102,8 @@ struct Reader {
     tx: Sender<Chunk>,
     activator: SyncActivator,
     max_line: usize,
+    /// A file: fill each chunk. A live input sends what it has.
+    fill: bool,
 }
 
 impl Reader {
@@ -112,15 +114,29 @@ impl Reader {
         ok
     }
 
+    /// Appends up to a chunk of input to `buf`; 0 at the end.
+    fn read(&self, input: &mut dyn Read, buf: &mut Vec<u8>) -> io::Result<usize> {
+        if self.fill {
+            // A file never blocks: fill the buffer's spare capacity, which
+            // `read_to_end` does without zeroing it first (zeroing, only to
+            // overwrite, was a pass over every byte of the input).
+            return input.take(CHUNK as u64).read_to_end(buf);
+        }
+        // A live input may pause for long: take what is there now.
+        let start = buf.len();
+        buf.resize(start + CHUNK, 0);
+        let n = input.read(&mut buf[start..]);
+        buf.truncate(start + *n.as_ref().unwrap_or(&0));
+        n
+    }
+
     fn run(&mut self, mut input: Box<dyn Read + Send>) -> io::Result<()> {
         let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
         let mut offset = 0u64; // input offset of buf[0]
                                // While skipping an oversized line: (its offset, bytes so far, prefix).
         let mut skipping: Option<(u64, u64, Vec<u8>)> = None;
         loop {
-            // Into the buffer's spare capacity: zeroing it first, only to
-            // overwrite it, was a pass over every byte of the input.
-            let n = match (&mut input).take(CHUNK as u64).read_to_end(&mut buf) {
+            let n = match self.read(&mut *input, &mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
