@@ -147,10 +147,11 @@ pub fn kafka_source<'s>(
                             let (warm, rest) = messages.split_at(from);
                             if !warm.is_empty() {
                                 // Only the clock's memory matters here; every output is dropped.
-                                let chunk = decode_messages(&warm, seq, &limits, &source, now, &scratch);
+                                let replayed = warm.offsets.len() as u64;
+                                let chunk = decode_messages(warm, seq, &limits, &source, now, false, &scratch);
                                 ingestor.classify(chunk, now, &mut Batch::default());
                                 ingestor.publish(&scratch);
-                                metrics.kafka_replayed.fetch_add(warm.offsets.len() as u64, Relaxed);
+                                metrics.kafka_replayed.fetch_add(replayed, Relaxed);
                             }
                             if rest.is_empty() {
                                 continue;
@@ -158,7 +159,7 @@ pub fn kafka_source<'s>(
                             emit_from.remove(&rest.partition);
                             messages = rest;
                         }
-                        let chunk = decode_messages(&messages, seq, &limits, &source, now, &metrics);
+                        let chunk = decode_messages(messages, seq, &limits, &source, now, archive, &metrics);
                         seq += 1;
                         let (partition, through) = (chunk.partition, chunk.end);
                         ingestor.classify(chunk, now, &mut batch);

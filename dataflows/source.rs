@@ -71,7 +71,7 @@ pub fn line_source<'s>(
     let name = input.name();
     let live = input.is_live();
     let raw = read(scope, input, limits.max_event_bytes, shared.clone(), (fatal, stop.clone()));
-    let decoded = decode(raw, limits, name.clone(), metrics.clone());
+    let decoded = decode(raw, limits, name.clone(), archive, metrics.clone());
     sequence(decoded, cfg, name, (live, archive), shared, metrics, stop)
 }
 
@@ -152,18 +152,20 @@ fn read<'s>(
     stream
 }
 
-/// Decodes chunks wherever they landed, then sends them to worker 0.
+/// Decodes chunks wherever they landed, then sends them to worker 0;
+/// `keep` keeps the events in full (for the archive).
 fn decode<'s>(
     raw: Stream<'s, Micros, Vec<RawChunk>>,
     limits: Limits,
     source: String,
+    keep: bool,
     metrics: Arc<Metrics>,
 ) -> Stream<'s, Micros, Vec<DecodedChunk>> {
     raw.unary(Exchange::new(|c: &RawChunk| c.seq), "Decode", move |_cap, _info| {
         move |input, output| {
             input.for_each(|cap, data| {
                 let now = now_micros();
-                let decoded = data.drain(..).map(|c| decode_chunk(c, &limits, &source, now, &metrics));
+                let decoded = data.drain(..).map(|c| decode_chunk(c, &limits, &source, now, keep, &metrics));
                 output.session(&cap).give_iterator(decoded);
             });
         }

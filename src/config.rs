@@ -77,6 +77,10 @@ impl Default for AlertSection {
     }
 }
 
+/// Largest accepted `input.max_event_bytes`: a line is no clickstream event
+/// long before that.
+pub const MAX_EVENT_BYTES: usize = 1 << 30;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InputSection {
@@ -191,6 +195,10 @@ impl StreamConfig {
         if self.input.max_event_bytes == 0 {
             return Err(invalid("input.max_event_bytes", "must be positive"));
         }
+        // Positions within a chunk are 32-bit (see `sources::ingest::Sighting`).
+        if self.input.max_event_bytes > MAX_EVENT_BYTES {
+            return Err(invalid("input.max_event_bytes", "must be at most 1073741824 (1 GiB)"));
+        }
         if let Some(hook) = &self.sinks.webhook {
             hook.validate()?;
         }
@@ -286,5 +294,6 @@ mod tests {
         assert!(msg("[alert]\nmax_purchases = 0").contains("alert.max_purchases"));
         assert!(msg("[alert]\nemit = \"sometimes\"").contains("emit"));
         assert!(msg("[sinks.webhook]\nurl = \"ftp://x\"").contains("sinks.webhook.url"));
+        assert!(msg("[input]\nmax_event_bytes = 2147483648").contains("input.max_event_bytes"));
     }
 }

@@ -52,7 +52,7 @@ pub fn events(data: &[u8]) {
         }
         let raw = RawChunk { seq, partition: 0, offset: offset as u64, body: RawBody::Lines(part.to_vec()) };
         seq += 1;
-        let decoded = decode_chunk(raw, &limits, "fuzz", NOW, &metrics);
+        let decoded = decode_chunk(raw, &limits, "fuzz", NOW, true, &metrics);
         ingestor.classify(decoded, NOW, &mut batch);
         for (at, ev) in batch.windows.drain(..) {
             assert!((0..=MAX_MICROS).contains(&ev.time), "event time out of range: {}", ev.time);

@@ -99,7 +99,7 @@ fn system(
     };
     for (n, e) in events.iter().enumerate() {
         let floor = clock.published();
-        if let Fate::Counted { skip } = clock.on_event(0, e, 0) {
+        if let Fate::Counted { skip } = clock.on_event(0, e.into(), 0) {
             let t = spec.pane_of(e.time).max(floor);
             let owner = e.product_id.as_bytes().iter().map(|b| *b as usize).sum::<usize>() % engines.len();
             let ev = WindowEvent {

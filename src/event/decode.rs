@@ -134,11 +134,11 @@ pub(super) struct RawEvent<'a> {
 
 const MAX_ID_CHARS: usize = 128;
 
-fn required_id(value: Option<Text<'_>>, field: &str) -> Result<CompactString, DecodeError> {
+fn required_id<'a>(value: Option<Text<'a>>, field: &str) -> Result<Text<'a>, DecodeError> {
     let v = value.ok_or_else(|| DecodeError::new(Reason::MissingField, format!("missing {field}")))?;
     // A character is at least one byte, so only a long id needs counting.
     if !v.is_empty() && v.len() <= MAX_ID_CHARS {
-        return Ok(CompactString::from(&*v));
+        return Ok(v);
     }
     let chars = v.chars().count();
     if chars == 0 || chars > MAX_ID_CHARS {
@@ -147,11 +147,70 @@ fn required_id(value: Option<Text<'_>>, field: &str) -> Result<CompactString, De
             format!("{field} must be 1-{MAX_ID_CHARS} characters, got {chars}"),
         ));
     }
-    Ok(CompactString::from(&*v))
+    Ok(v)
 }
 
-fn optional(value: Option<Text<'_>>) -> Option<CompactString> {
-    value.filter(|v| !v.is_empty()).map(|v| CompactString::from(&*v))
+/// An optional string field: absent, `null` and empty are all "none".
+fn optional(value: Option<Text<'_>>) -> Option<Text<'_>> {
+    value.filter(|v| !v.is_empty())
+}
+
+fn compact(text: &Option<Text<'_>>) -> Option<CompactString> {
+    text.as_deref().map(CompactString::from)
+}
+
+/// A message that passed every check of SPEC §2, its strings still
+/// borrowed from the input. [`Checked::into_event`] builds the [`Event`];
+/// the speed layer, when nothing keeps the whole event, reads only the
+/// few fields it needs and builds nothing else.
+pub struct Checked<'a> {
+    event_id: Option<Text<'a>>,
+    user_id: Text<'a>,
+    product_id: Text<'a>,
+    event_type: Text<'a>,
+    category: Option<Text<'a>>,
+    session_id: Option<Text<'a>>,
+    time: Micros,
+    price: Option<f64>,
+    quantity: Option<i64>,
+}
+
+impl Checked<'_> {
+    pub fn event_id(&self) -> Option<&str> {
+        self.event_id.as_deref()
+    }
+
+    pub fn product_id(&self) -> &str {
+        &self.product_id
+    }
+
+    pub fn kind(&self) -> EventKind {
+        EventKind::from_type(&self.event_type)
+    }
+
+    /// The category, `unknown` when the input had none or an empty one.
+    pub fn category(&self) -> &str {
+        self.category.as_deref().unwrap_or(UNKNOWN_CATEGORY)
+    }
+
+    pub fn time(&self) -> Micros {
+        self.time
+    }
+
+    pub fn into_event(self) -> Event {
+        Event {
+            event_id: compact(&self.event_id),
+            user_id: CompactString::from(&*self.user_id),
+            product_id: CompactString::from(&*self.product_id),
+            kind: self.kind(),
+            event_type: CompactString::from(&*self.event_type),
+            category: CompactString::from(self.category()),
+            session_id: compact(&self.session_id),
+            time: self.time,
+            price: self.price,
+            quantity: self.quantity,
+        }
+    }
 }
 
 fn classify_json_error(bytes: &[u8], err: serde_json::Error) -> DecodeError {
@@ -174,16 +233,21 @@ fn classify_json_error(bytes: &[u8], err: serde_json::Error) -> DecodeError {
 /// Decodes one message. `now` is the wall clock (micros), used only for the
 /// future-skew check of live sources.
 pub fn decode(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, DecodeError> {
-    decode_inner(bytes, limits, now, true)
+    check(bytes, limits, now).map(Checked::into_event)
+}
+
+/// Validates one message like [`decode`] and returns its fields borrowed.
+pub fn check<'a>(bytes: &'a [u8], limits: &Limits, now: Micros) -> Result<Checked<'a>, DecodeError> {
+    check_inner(bytes, limits, now, true)
 }
 
 /// [`decode`] without the fast path: the reference it is tested against.
 #[cfg(test)]
 pub(super) fn decode_with_serde(bytes: &[u8], limits: &Limits, now: Micros) -> Result<Event, DecodeError> {
-    decode_inner(bytes, limits, now, false)
+    check_inner(bytes, limits, now, false).map(Checked::into_event)
 }
 
-fn decode_inner(bytes: &[u8], limits: &Limits, now: Micros, fast: bool) -> Result<Event, DecodeError> {
+fn check_inner<'a>(bytes: &'a [u8], limits: &Limits, now: Micros, fast: bool) -> Result<Checked<'a>, DecodeError> {
     if bytes.len() > limits.max_event_bytes {
         return Err(DecodeError::new(
             Reason::TooLarge,
@@ -231,13 +295,12 @@ fn decode_inner(bytes: &[u8], limits: &Limits, now: Micros, fast: bool) -> Resul
         }
     }
 
-    Ok(Event {
+    Ok(Checked {
         event_id: optional(raw.event_id),
         user_id,
         product_id,
-        kind: EventKind::from_type(&event_type),
-        event_type: CompactString::from(&*event_type),
-        category: optional(raw.category).unwrap_or_else(|| CompactString::const_new(UNKNOWN_CATEGORY)),
+        event_type,
+        category: optional(raw.category),
         session_id: optional(raw.session_id),
         time,
         price: raw.price,

@@ -13,10 +13,11 @@
 
 use compact_str::CompactString;
 
+use crate::event::decode::{check, Checked};
 use crate::event::{decode, DeadLetter, Event, Limits, Micros, Reason};
 use crate::kafka::consumer::MessageBatch;
 use crate::metrics::Metrics;
-use crate::window::clock::{ClockConfig, Fate, SourceClock};
+use crate::window::clock::{id_key, Arrival, ClockConfig, Fate, SourceClock};
 use crate::window::engine::WindowEvent;
 
 /// A numbered piece of one partition's input, as read; decoding it needs
@@ -47,14 +48,74 @@ pub struct DecodedChunk {
     /// Input offset just past the chunk: all of the partition before it
     /// has been read once this chunk is classified.
     pub end: u64,
-    /// Valid events with their input positions, in input order.
+    /// What the speed layer needs of each valid event, in input order.
+    pub sightings: Vec<Sighting>,
+    /// The valid events in full with their input positions, in input
+    /// order: only when the archive keeps them (`decode_chunk`'s `keep`).
     pub events: Vec<(u64, Event)>,
+    /// The input itself (moved, not copied): a late event's dead letter is
+    /// decoded again from its bytes, which is cheaper than carrying every
+    /// event in full for the few that are late.
+    pub input: Vec<u8>,
     pub rejects: Vec<DeadLetter>,
 }
 
-/// Decodes every line of a chunk. Pure apart from reading `limits`; the
-/// tallies of refused lines go to `metrics`.
-pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros, metrics: &Metrics) -> DecodedChunk {
+/// What classifying and the window engine need of one valid event: about
+/// half the bytes of an [`Event`], and no string built that no one reads.
+/// The in-order pass on worker 0, the one part of the speed layer that does
+/// not spread over workers, then reads little and hashes nothing.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Sighting {
+    /// Input position (byte offset of the line, or Kafka offset).
+    pub position: u64,
+    /// Where the message is in [`DecodedChunk::input`].
+    pub bytes: (u32, u32),
+    /// [`id_key`] of the `event_id`, if any.
+    pub id: Option<u128>,
+    /// The window record, `skip` still 0.
+    pub window: WindowEvent,
+}
+
+impl Sighting {
+    fn of(e: &Checked<'_>, position: u64, bytes: (usize, usize)) -> Self {
+        Sighting {
+            position,
+            // A chunk is at most 256 KiB plus one line of at most 1 GiB
+            // (`config::MAX_EVENT_BYTES`); Kafka batches index with u32 too.
+            bytes: (bytes.0 as u32, bytes.1 as u32),
+            id: e.event_id().map(id_key),
+            window: WindowEvent {
+                product: e.product_id().into(),
+                category: e.category().into(),
+                kind: e.kind(),
+                time: e.time(),
+                skip: 0,
+            },
+        }
+    }
+}
+
+impl DecodedChunk {
+    /// Adds a valid message found at `position`, `bytes` of `input`.
+    fn push(&mut self, checked: Checked<'_>, position: u64, bytes: (usize, usize), keep: bool) {
+        self.sightings.push(Sighting::of(&checked, position, bytes));
+        if keep {
+            self.events.push((position, checked.into_event()));
+        }
+    }
+}
+
+/// Decodes every line of a chunk; `keep` keeps the valid events in full
+/// (for the archive). Pure apart from reading `limits`; the tallies of
+/// refused lines go to `metrics`.
+pub fn decode_chunk(
+    chunk: RawChunk,
+    limits: &Limits,
+    source: &str,
+    now: Micros,
+    keep: bool,
+    metrics: &Metrics,
+) -> DecodedChunk {
     let mut out = DecodedChunk { seq: chunk.seq, partition: chunk.partition, ..DecodedChunk::default() };
     out.end = chunk.offset
         + match &chunk.body {
@@ -62,9 +123,10 @@ pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros,
             RawBody::Oversize { len, .. } => *len + 1, // and its newline
         };
     let mut dead = [0u64; Reason::ALL.len()];
+    let mut rejects = Vec::new();
     let mut reject = |raw: &[u8], reason: Reason, detail: String, at: u64| {
         dead[reason.index()] += 1;
-        out.rejects.push(DeadLetter {
+        rejects.push(DeadLetter {
             raw: String::from_utf8_lossy(raw).into_owned(),
             reason,
             detail,
@@ -74,23 +136,26 @@ pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros,
     };
     let bytes = match &chunk.body {
         RawBody::Lines(data) => {
-            // Sized once: growing it by doubling copied every event again
+            // Sized once: growing them by doubling copied every event again
             // and faulted in fresh pages for each larger vector.
-            out.events.reserve_exact(memchr::memchr_iter(b'\n', data).count() + 1);
+            let lines = memchr::memchr_iter(b'\n', data).count() + 1;
+            out.sightings.reserve_exact(lines);
+            out.events.reserve_exact(if keep { lines } else { 0 });
             let mut pos = 0usize;
             while pos < data.len() {
-                let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
-                let mut line = &data[pos..end];
-                let at = chunk.offset + pos as u64;
+                let start = pos;
+                let mut end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i);
                 pos = end + 1;
-                if let [rest @ .., b'\r'] = line {
-                    line = rest;
+                if data[start..end].last() == Some(&b'\r') {
+                    end -= 1;
                 }
+                let line = &data[start..end];
+                let at = chunk.offset + start as u64;
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue; // blank lines carry no event
                 }
-                match decode(line, limits, now) {
-                    Ok(ev) => out.events.push((at, ev)),
+                match check(line, limits, now) {
+                    Ok(ev) => out.push(ev, at, (start, end), keep),
                     Err(e) => reject(line, e.reason, e.detail, at),
                 }
             }
@@ -111,6 +176,10 @@ pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros,
         metrics.dead_letters[i].fetch_add(*n, Relaxed);
     }
     metrics.bytes_in.fetch_add(bytes, Relaxed);
+    out.rejects = rejects;
+    if let RawBody::Lines(data) = chunk.body {
+        out.input = data;
+    }
     out
 }
 
@@ -118,23 +187,28 @@ pub fn decode_chunk(chunk: RawChunk, limits: &Limits, source: &str, now: Micros,
 const MAX_RAW_KEPT: usize = 4096;
 
 /// Decodes one partition's batch of Kafka messages (one event per message;
-/// an empty or null payload is refused like any other bad input). Positions
-/// are offsets, and `end` is just past the last one.
+/// an empty or null payload is refused like any other bad input); `keep`
+/// as for [`decode_chunk`]. Positions are offsets, and `end` is just past
+/// the last one.
 pub fn decode_messages(
-    batch: &MessageBatch,
+    batch: MessageBatch,
     seq: u64,
     limits: &Limits,
     source: &str,
     now: Micros,
+    keep: bool,
     metrics: &Metrics,
 ) -> DecodedChunk {
     let mut out = DecodedChunk { seq, partition: batch.partition, ..DecodedChunk::default() };
     out.end = batch.offsets.last().map_or(0, |o| o + 1);
-    out.events.reserve(batch.offsets.len());
+    out.sightings.reserve(batch.offsets.len());
+    out.events.reserve(if keep { batch.offsets.len() } else { 0 });
     let mut dead = [0u64; Reason::ALL.len()];
-    for (offset, payload) in batch.iter() {
-        match decode(payload, limits, now) {
-            Ok(ev) => out.events.push((offset, ev)),
+    let starts = std::iter::once(0).chain(batch.ends.iter().copied());
+    for ((offset, payload), start) in batch.iter().zip(starts) {
+        let start = start as usize;
+        match check(payload, limits, now) {
+            Ok(ev) => out.push(ev, offset, (start, start + payload.len()), keep),
             Err(e) => {
                 dead[e.reason.index()] += 1;
                 out.rejects.push(DeadLetter {
@@ -152,6 +226,7 @@ pub fn decode_messages(
         metrics.dead_letters[i].fetch_add(*n, Relaxed);
     }
     metrics.bytes_in.fetch_add(batch.data.len() as u64, Relaxed);
+    out.input = batch.data;
     out
 }
 
@@ -211,11 +286,12 @@ impl Ingestor {
         &mut self.clock
     }
 
-    /// Classifies a decoded chunk; chunks of a partition must come in `seq` order.
+    /// Classifies a decoded chunk; chunks of a partition must come in `seq`
+    /// order, decoded with `keep` if this ingestor keeps events.
     pub fn classify(&mut self, chunk: DecodedChunk, now: Micros, out: &mut Batch) {
         out.rejects.extend(chunk.rejects);
-        for (position, event) in &chunk.events {
-            self.event(chunk.partition, *position, event, now, out);
+        for s in chunk.sightings {
+            self.event(chunk.partition, s, &chunk.input, now, out);
         }
         if self.keep_events {
             // The decoded vector itself goes on to the archive: moving each
@@ -230,36 +306,30 @@ impl Ingestor {
         }
     }
 
-    /// Classifies one decoded event read from `partition` at `position`.
-    fn event(&mut self, partition: u32, position: u64, event: &Event, now: Micros, out: &mut Batch) {
+    /// Classifies one valid event read from `partition`; `input` holds its bytes.
+    fn event(&mut self, partition: u32, s: Sighting, input: &[u8], now: Micros, out: &mut Batch) {
         let floor = self.clock.published();
-        let fate = self.clock.on_event(partition, event, now);
-        self.tally.kinds[event.kind as usize] += 1;
+        let time = s.window.time;
+        let fate = self.clock.on_event(partition, Arrival { time, id: s.id }, now);
+        self.tally.kinds[s.window.kind as usize] += 1;
         match fate {
             Fate::Counted { skip } => {
-                let spec = self.clock.config().spec;
-                let time = spec.pane_of(event.time).max(floor);
-                out.windows.push((
-                    time,
-                    WindowEvent {
-                        product: event.product_id.clone(),
-                        category: event.category.clone(),
-                        kind: event.kind,
-                        time: event.time,
-                        skip,
-                    },
-                ));
+                let pane = self.clock.config().spec.pane_of(time).max(floor);
+                out.windows.push((pane, WindowEvent { skip, ..s.window }));
             }
             Fate::Late(reason) => {
-                let raw = serde_json::to_string(&LateView::from(event)).unwrap_or_default();
+                // It decoded once, and decodes the same way again.
+                let bytes = input.get(s.bytes.0 as usize..s.bytes.1 as usize).unwrap_or_default();
+                let raw = match decode(bytes, &Limits { max_event_bytes: usize::MAX, max_future_skew: None }, now) {
+                    Ok(event) => serde_json::to_string(&LateView::from(&event)).unwrap_or_default(),
+                    Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+                };
+                let position = s.position;
                 self.tally.dead[reason.index()] += 1;
                 out.rejects.push(DeadLetter {
                     raw,
                     reason,
-                    detail: format!(
-                        "every window of {} had closed",
-                        crate::event::timestamp::format_rfc3339(event.time)
-                    ),
+                    detail: format!("every window of {} had closed", crate::event::timestamp::format_rfc3339(time)),
                     source: match self.partitioned {
                         true => format!("{}/{partition}:{position}", self.source),
                         false => format!("{}:{position}", self.source),
@@ -326,23 +396,23 @@ mod tests {
     use crate::event::EventKind;
     use crate::window::WindowSpec;
 
-    fn ingestor() -> Ingestor {
+    fn ingestor(keep: bool) -> Ingestor {
         let clock = ClockConfig {
             spec: WindowSpec::new(600_000_000, 300_000_000).unwrap(),
             delay: 120_000_000,
             idle_timeout: 30_000_000,
         };
-        Ingestor::new(clock, "file:t".into(), true)
+        Ingestor::new(clock, "file:t".into(), keep)
     }
 
     #[test]
     fn lines_are_classified_and_stamped() {
-        let mut ing = ingestor();
+        let mut ing = ingestor(true);
         ing.clock().add_partition(0, 0);
         let data = b"{\"user_id\":\"u\",\"product_id\":\"p\",\"event_type\":\"view\",\"timestamp\":\"2026-11-24T10:07:00Z\"}\r\n\nnot json\n{\"user_id\":\"u\",\"product_id\":\"p\",\"event_type\":\"view\",\"timestamp\":\"2026-11-24T09:00:00Z\"}";
         let m = Metrics::default();
         let raw = RawChunk { seq: 0, partition: 0, offset: 100, body: RawBody::Lines(data.to_vec()) };
-        let decoded = decode_chunk(raw, &Limits::default(), "file:t", 0, &m);
+        let decoded = decode_chunk(raw, &Limits::default(), "file:t", 0, true, &m);
         let mut out = Batch::default();
         ing.classify(decoded, 0, &mut out);
         assert_eq!(out.windows.len(), 1);
@@ -353,6 +423,7 @@ mod tests {
         assert_eq!(out.rejects[0].source, "file:t:190"); // 100 + 89 (line, CR, LF) + 1 (blank line)
         assert_eq!(out.rejects[1].reason, Reason::Late);
         assert!(out.rejects[1].raw.contains("2026-11-24T09:00:00"));
+        assert_eq!(out.rejects[1].source, "file:t:199");
         assert_eq!(out.archive.len(), 2, "late events are still archived");
         assert_eq!(out.archive[1].0, 190 + 9);
         ing.publish(&m);
@@ -360,6 +431,27 @@ mod tests {
         assert_eq!(m.dead(Reason::NotJson), 1);
         assert_eq!(m.late(), 1);
         assert_eq!(Metrics::get(&m.bytes_in), data.len() as u64);
+    }
+
+    #[test]
+    fn late_dead_letters_are_the_same_whether_events_are_kept_or_not() {
+        // Without the archive, a late event's dead letter is decoded again
+        // from the input bytes; it must equal the one built from the kept event.
+        let data = b"{\"event_id\":\"e1\",\"user_id\":\"u\",\"product_id\":\"p\",\"event_type\":\"wish\",\"timestamp\":\"2026-11-24T10:07:00Z\",\"session_id\":\"s\"}\r\n{\"product_id\":\"p\\u00e9\",\"user_id\":\"u\",\"event_type\":\"view\",\"timestamp\":1764061200000,\"category\":\"c\",\"extra\":[1]}\r\n";
+        let late = |keep: bool| {
+            let mut ing = ingestor(keep);
+            ing.clock().add_partition(0, 0);
+            let raw = RawChunk { seq: 0, partition: 0, offset: 0, body: RawBody::Lines(data.to_vec()) };
+            let mut out = Batch::default();
+            ing.classify(decode_chunk(raw, &Limits::default(), "file:t", 0, keep, &Metrics::default()), 0, &mut out);
+            assert_eq!(out.archive.len(), if keep { 2 } else { 0 });
+            out.rejects
+        };
+        let (kept, not_kept) = (late(true), late(false));
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].reason, Reason::Late);
+        assert!(kept[0].raw.contains("pé"), "{}", kept[0].raw);
+        assert_eq!(kept, not_kept);
     }
 
     #[test]
@@ -371,7 +463,7 @@ mod tests {
             offset: 7,
             body: RawBody::Oversize { len: 5000, prefix: b"{\"a".to_vec() },
         };
-        let d = decode_chunk(raw, &Limits::default(), "stdin", 0, &m);
+        let d = decode_chunk(raw, &Limits::default(), "stdin", 0, false, &m);
         assert_eq!(d.seq, 3);
         assert_eq!(d.rejects.len(), 1);
         assert_eq!(d.rejects[0].reason, Reason::TooLarge);

@@ -32,6 +32,27 @@ pub enum Fate {
     Duplicate,
 }
 
+/// What the clock reads of an event: when it happened and, if it carries
+/// an `event_id`, that id's [`id_key`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub time: Micros,
+    pub id: Option<u128>,
+}
+
+impl From<&Event> for Arrival {
+    fn from(e: &Event) -> Self {
+        Arrival { time: e.time, id: e.event_id.as_deref().map(id_key) }
+    }
+}
+
+/// The de-duplication key of an `event_id`: its 128-bit hash, which makes
+/// a false "duplicate" (two ids with one hash) practically impossible
+/// while keeping the remembered ids small.
+pub fn id_key(id: &str) -> u128 {
+    xxh3_128(id.as_bytes())
+}
+
 /// Parameters shared by every partition clock.
 #[derive(Clone, Copy, Debug)]
 pub struct ClockConfig {
@@ -68,9 +89,8 @@ pub struct PartitionClock {
     max_time: Option<Micros>,
     counted_end: Option<Micros>,
     last_event_wall: Micros,
-    /// 128-bit hash of each remembered `event_id` → event time of the copy
-    /// that counted. A 128-bit hash makes a false "duplicate" (two ids with
-    /// one hash) practically impossible while keeping entries small.
+    /// [`id_key`] of each remembered `event_id` → event time of the copy
+    /// that counted.
     seen: FxHashMap<u128, Micros>,
     /// The same hashes bucketed by pane of that time, to forget them in
     /// bulk once the horizon has passed the whole pane.
@@ -95,10 +115,9 @@ impl PartitionClock {
     /// Classifies `ev` and advances the partition's watermark. `floor` is the
     /// watermark the worker has already published: windows ending at or
     /// before it may be closed downstream, whatever this partition thinks.
-    pub fn on_event(&mut self, cfg: &ClockConfig, ev: &Event, floor: Micros, now: Micros) -> Fate {
+    pub fn on_event(&mut self, cfg: &ClockConfig, ev: Arrival, floor: Micros, now: Micros) -> Fate {
         self.last_event_wall = now;
-        if let Some(id) = &ev.event_id {
-            let h = xxh3_128(id.as_bytes());
+        if let Some(h) = ev.id {
             // Exact even though buckets expire lazily: a remembered copy
             // older than the horizon no longer counts.
             let horizon = self.horizon(cfg);
@@ -207,7 +226,7 @@ impl SourceClock {
         self.partitions.iter().map(|(p, c)| (*p, c))
     }
 
-    pub fn on_event(&mut self, partition: u32, ev: &Event, now: Micros) -> Fate {
+    pub fn on_event(&mut self, partition: u32, ev: Arrival, now: Micros) -> Fate {
         let floor = self.published;
         let cfg = self.cfg;
         self.partitions.entry(partition).or_default().on_event(&cfg, ev, floor, now)
@@ -243,7 +262,6 @@ impl SourceClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventKind;
 
     const MIN: Micros = 60_000_000;
     const T0: Micros = 1_000 * 60 * MIN; // a multiple of every window size used
@@ -252,42 +270,31 @@ mod tests {
         ClockConfig { spec: WindowSpec::new(10 * MIN, 5 * MIN).unwrap(), delay: 2 * MIN, idle_timeout: 30_000_000 }
     }
 
-    fn ev(t: Micros, id: Option<&str>) -> Event {
-        Event {
-            event_id: id.map(compact_str::CompactString::from),
-            user_id: "u".into(),
-            product_id: "p".into(),
-            event_type: "view".into(),
-            kind: EventKind::View,
-            category: "c".into(),
-            session_id: None,
-            time: t,
-            price: None,
-            quantity: None,
-        }
+    fn ev(t: Micros, id: Option<&str>) -> Arrival {
+        Arrival { time: t, id: id.map(id_key) }
     }
 
     #[test]
     fn lateness_is_per_window() {
         let c = cfg();
         let mut p = PartitionClock::default();
-        assert_eq!(p.on_event(&c, &ev(T0 + 20 * MIN, None), 0, 0), Fate::Counted { skip: 0 });
+        assert_eq!(p.on_event(&c, ev(T0 + 20 * MIN, None), 0, 0), Fate::Counted { skip: 0 });
         // W_p = T0+18m. An event at T0+9m is in [T0,T0+10m) (closed) and
         // [T0+5m,T0+15m) (closed): late.
-        assert_eq!(p.on_event(&c, &ev(T0 + 9 * MIN, None), 0, 0), Fate::Late(Reason::Late));
+        assert_eq!(p.on_event(&c, ev(T0 + 9 * MIN, None), 0, 0), Fate::Late(Reason::Late));
         // T0+14m: windows end at T0+15m (closed) and T0+20m (open).
-        assert_eq!(p.on_event(&c, &ev(T0 + 14 * MIN, None), 0, 0), Fate::Counted { skip: 1 });
+        assert_eq!(p.on_event(&c, ev(T0 + 14 * MIN, None), 0, 0), Fate::Counted { skip: 1 });
         // Exactly on a boundary: T0+15m is in [T0+10m,T0+20m) and [T0+15m,T0+25m).
-        assert_eq!(p.on_event(&c, &ev(T0 + 15 * MIN, None), 0, 0), Fate::Counted { skip: 0 });
+        assert_eq!(p.on_event(&c, ev(T0 + 15 * MIN, None), 0, 0), Fate::Counted { skip: 0 });
     }
 
     #[test]
     fn floor_makes_idle_partitions_late_after_idle() {
         let c = cfg();
         let mut p = PartitionClock::default();
-        p.on_event(&c, &ev(T0, None), 0, 0);
+        p.on_event(&c, ev(T0, None), 0, 0);
         // Own W_p = T0-2m, but the worker already published T0+30m.
-        assert_eq!(p.on_event(&c, &ev(T0 + MIN, None), T0 + 30 * MIN, 0), Fate::Late(Reason::LateAfterIdle));
+        assert_eq!(p.on_event(&c, ev(T0 + MIN, None), T0 + 30 * MIN, 0), Fate::Late(Reason::LateAfterIdle));
     }
 
     #[test]
@@ -295,17 +302,17 @@ mod tests {
         let c = cfg();
         let mut p = PartitionClock::default();
         let counted = Fate::Counted { skip: 0 };
-        assert_eq!(p.on_event(&c, &ev(T0, Some("a")), 0, 0), counted);
-        assert_eq!(p.on_event(&c, &ev(T0, Some("a")), 0, 0), Fate::Duplicate);
-        assert_eq!(p.on_event(&c, &ev(T0 + 11 * MIN, Some("b")), 0, 0), counted);
+        assert_eq!(p.on_event(&c, ev(T0, Some("a")), 0, 0), counted);
+        assert_eq!(p.on_event(&c, ev(T0, Some("a")), 0, 0), Fate::Duplicate);
+        assert_eq!(p.on_event(&c, ev(T0 + 11 * MIN, Some("b")), 0, 0), counted);
         // Max is 11m: the horizon (max − L − D = −1m) still covers "a".
-        assert_eq!(p.on_event(&c, &ev(T0 + 13 * MIN, Some("a")), 0, 0), Fate::Duplicate);
-        assert_eq!(p.on_event(&c, &ev(T0 + 13 * MIN, Some("c")), 0, 0), counted);
+        assert_eq!(p.on_event(&c, ev(T0 + 13 * MIN, Some("a")), 0, 0), Fate::Duplicate);
+        assert_eq!(p.on_event(&c, ev(T0 + 13 * MIN, Some("c")), 0, 0), counted);
         // Max is 13m, horizon 1m: the first "a" (at 0m) is forgotten.
-        assert_eq!(p.on_event(&c, &ev(T0 + 14 * MIN, Some("a")), 0, 0), counted);
+        assert_eq!(p.on_event(&c, ev(T0 + 14 * MIN, Some("a")), 0, 0), counted);
         assert_eq!(p.remembered_ids(), 3);
         // Far ahead, everything older than the horizon is dropped (bounded memory).
-        p.on_event(&c, &ev(T0 + 30 * MIN, Some("d")), 0, 0);
+        p.on_event(&c, ev(T0 + 30 * MIN, Some("d")), 0, 0);
         assert_eq!(p.remembered_ids(), 1);
     }
 
@@ -314,17 +321,17 @@ mod tests {
         let mut s = SourceClock::new(cfg());
         s.add_partition(0, 0);
         s.add_partition(1, 0);
-        s.on_event(0, &ev(T0 + 20 * MIN, None), 0);
+        s.on_event(0, ev(T0 + 20 * MIN, None), 0);
         // Partition 1 has no events and is not idle yet: it holds W at 0.
         assert_eq!(s.advance(1), Some(0));
-        s.on_event(1, &ev(T0 + 9 * MIN, None), 1);
+        s.on_event(1, ev(T0 + 9 * MIN, None), 1);
         assert_eq!(s.advance(1), Some(T0 + 5 * MIN)); // min(18m, 7m) quantized
                                                       // Partition 1 goes idle: partition 0 alone decides.
-        s.on_event(0, &ev(T0 + 21 * MIN, None), 40_000_000);
+        s.on_event(0, ev(T0 + 21 * MIN, None), 40_000_000);
         assert_eq!(s.advance(40_000_000), Some(T0 + 15 * MIN));
         // Partition 1 wakes up behind: W never goes backwards and its old
         // event is late only because it was skipped.
-        assert_eq!(s.on_event(1, &ev(T0 + 9 * MIN, None), 40_000_001), Fate::Late(Reason::LateAfterIdle));
+        assert_eq!(s.on_event(1, ev(T0 + 9 * MIN, None), 40_000_001), Fate::Late(Reason::LateAfterIdle));
         assert_eq!(s.advance(40_000_001), Some(T0 + 15 * MIN));
         s.finish_partition(0);
         s.finish_partition(1);
@@ -335,7 +342,7 @@ mod tests {
     fn all_idle_keeps_largest_known_watermark() {
         let mut s = SourceClock::new(cfg());
         s.add_partition(0, 0);
-        s.on_event(0, &ev(T0 + 20 * MIN, None), 0);
+        s.on_event(0, ev(T0 + 20 * MIN, None), 0);
         assert_eq!(s.advance(100_000_000), Some(T0 + 15 * MIN));
     }
 }
