@@ -13,7 +13,7 @@
 //! watermark (shared through an `Rc<Cell>`: both run on worker 0's thread),
 //! so everything `sequence` emits is at or after the time it received.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -51,6 +51,8 @@ struct Shared {
     watermark: Rc<Cell<Micros>>,
     /// Wakes `read` when the watermark moved.
     read: Rc<Cell<Option<Activator>>>,
+    /// Spent input buffers go back to the reader (see `lines::Recycle`).
+    recycle: Rc<OnceCell<lines::Recycle>>,
 }
 
 /// Valid events for the archive, one piece per input chunk.
@@ -66,7 +68,11 @@ pub fn line_source<'s>(
     metrics: Arc<Metrics>,
     (fatal, stop): (Fatal, Stop),
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
-    let shared = Shared { watermark: Rc::new(Cell::new(Micros::MIN)), read: Rc::new(Cell::new(None)) };
+    let shared = Shared {
+        watermark: Rc::new(Cell::new(Micros::MIN)),
+        read: Rc::new(Cell::new(None)),
+        recycle: Rc::new(OnceCell::new()),
+    };
     let limits = Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| input.is_live()), ..cfg.limits };
     let name = input.name();
     let live = input.is_live();
@@ -104,7 +110,10 @@ fn read<'s>(
         if reads {
             let name = input.name();
             match lines::spawn(input, max_line, sync_activator) {
-                Ok((rx, _thread)) => reader = Some(rx),
+                Ok((rx, recycle, _thread)) => {
+                    reader = Some(rx);
+                    let _ = shared.recycle.set(recycle); // the only reader of this worker
+                }
                 Err(e) => fatal.set(format!("cannot open {name}: {e}")),
             }
         }
@@ -250,7 +259,10 @@ fn sequence<'s>(
             while let Some(chunk) = pending.remove(&next) {
                 next += 1;
                 let (partition, through) = (chunk.partition, chunk.end);
-                ingestor.classify(chunk, now, &mut batch);
+                let spent = ingestor.classify(chunk, now, &mut batch);
+                if let Some(recycle) = shared.recycle.get() {
+                    let _ = recycle.try_send(spent); // or freed, if the reader has enough
+                }
                 if archive {
                     let rows = std::mem::take(&mut batch.archive);
                     out_a.session(&cs[2]).give(Piece { partition, rows, through, ingest_time: now, checkpoint: None });

@@ -287,8 +287,9 @@ impl Ingestor {
     }
 
     /// Classifies a decoded chunk; chunks of a partition must come in `seq`
-    /// order, decoded with `keep` if this ingestor keeps events.
-    pub fn classify(&mut self, chunk: DecodedChunk, now: Micros, out: &mut Batch) {
+    /// order, decoded with `keep` if this ingestor keeps events. Returns the
+    /// chunk's input bytes, spent, for the reader to fill again.
+    pub fn classify(&mut self, chunk: DecodedChunk, now: Micros, out: &mut Batch) -> Vec<u8> {
         out.rejects.extend(chunk.rejects);
         for s in chunk.sightings {
             self.event(chunk.partition, s, &chunk.input, now, out);
@@ -304,6 +305,7 @@ impl Ingestor {
                 out.archive.extend(chunk.events);
             }
         }
+        chunk.input
     }
 
     /// Classifies one valid event read from `partition`; `input` holds its bytes.

@@ -76,30 +76,38 @@ const CHUNK: usize = 1 << 18;
 /// Bytes of an oversized line kept in its dead letter.
 pub const OVERSIZE_PREFIX: usize = 4096;
 
-/// Spawns the reader; chunks arrive on the returned channel.
+/// Hands spent chunk buffers back to the reader, which fills them again:
+/// a buffer freshly allocated for every chunk came as freshly faulted,
+/// kernel-zeroed pages (a third of the reader thread's CPU).
+pub type Recycle = Sender<Vec<u8>>;
+
+/// Spawns the reader; chunks arrive on the returned channel, and their
+/// buffers, once spent, may go back through the returned [`Recycle`].
 pub fn spawn(
     input: LineInput,
     max_line: usize,
     activator: SyncActivator,
-) -> io::Result<(Receiver<Chunk>, JoinHandle<()>)> {
+) -> io::Result<(Receiver<Chunk>, Recycle, JoinHandle<()>)> {
     let reader: Box<dyn Read + Send> = match &input {
         LineInput::File(p) => Box::new(File::open(p)?),
         LineInput::Stdin => Box::new(io::stdin()),
         LineInput::Collect(c) => Box::new(c.reader()),
     };
     let (tx, rx) = bounded(8);
+    let (recycle, recycled) = bounded(16);
     let handle = std::thread::Builder::new().name("line-reader".into()).spawn(move || {
-        let mut r = Reader { tx, activator, max_line, fill: !input.is_live() };
+        let mut r = Reader { tx, recycled, activator, max_line, fill: !input.is_live() };
         if let Err(e) = r.run(reader) {
             let _ = r.tx.send(Chunk::Failed(format!("reading {}: {e}", input.name())));
             let _ = r.activator.activate();
         }
     })?;
-    Ok((rx, handle))
+    Ok((rx, recycle, handle))
 }
 
 struct Reader {
     tx: Sender<Chunk>,
+    recycled: Receiver<Vec<u8>>,
     activator: SyncActivator,
     max_line: usize,
     /// A file: fill each chunk. A live input sends what it has.
@@ -112,6 +120,16 @@ impl Reader {
         let ok = self.tx.send(c).is_ok();
         let _ = self.activator.activate();
         ok
+    }
+
+    /// A buffer for the next chunk, starting with `rest` (a partial line),
+    /// with room for a whole chunk more: a spent one if there is one.
+    fn buffer(&self, rest: &[u8]) -> Vec<u8> {
+        let mut buf = self.recycled.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.reserve(rest.len() + CHUNK);
+        buf.extend_from_slice(rest);
+        buf
     }
 
     /// Appends up to a chunk of input to `buf`; 0 at the end.
@@ -174,14 +192,14 @@ impl Reader {
             // Send everything up to the last newline (or all of it at EOF).
             let cut = if eof { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1) };
             if cut > 0 {
-                let rest = buf.split_off(cut);
-                let data = std::mem::replace(&mut buf, rest);
+                let next = self.buffer(&buf[cut..]);
+                buf.truncate(cut);
+                let data = std::mem::replace(&mut buf, next);
                 let len = data.len() as u64;
                 if !self.send(Chunk::Lines { offset, data }) {
                     return Ok(());
                 }
                 offset += len;
-                buf.reserve(CHUNK);
             }
             // A partial line already longer than the limit: stop buffering it.
             if !eof && buf.len() > self.max_line {
