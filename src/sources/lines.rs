@@ -143,9 +143,9 @@ impl Reader {
         // A live input may pause for long: take what is there now.
         let start = buf.len();
         buf.resize(start + CHUNK, 0);
-        let n = input.read(&mut buf[start..]);
-        buf.truncate(start + *n.as_ref().unwrap_or(&0));
-        n
+        let read = input.read(&mut buf[start..]);
+        buf.truncate(start + read.as_ref().map_or(0, |n| *n));
+        read
     }
 
     fn run(&mut self, mut input: Box<dyn Read + Send>) -> io::Result<()> {
