@@ -66,11 +66,13 @@ pub struct MessageBatch {
 
 impl MessageBatch {
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.spans().map(|(o, (s, e))| (o, &self.data[s..e]))
+    }
+
+    /// Each message's offset and where its payload is in `data`.
+    pub fn spans(&self) -> impl Iterator<Item = (u64, (usize, usize))> + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        self.offsets
-            .iter()
-            .zip(starts.zip(self.ends.iter()))
-            .map(|(o, (s, e))| (*o, &self.data[s as usize..*e as usize]))
+        self.offsets.iter().zip(starts.zip(self.ends.iter())).map(|(o, (s, e))| (*o, (s as usize, *e as usize)))
     }
 
     /// Splits off the messages at or after `offset`: `(before, from)`.
