@@ -1,31 +1,32 @@
-//! The line source as three small operators, so decoding (the expensive
-//! part) runs on every worker while lateness is still decided in the
-//! partition's own order:
+//! The line source as two small operators, so decoding (the expensive
+//! part) runs on every worker of the reading process while lateness is
+//! still decided in the partition's own order:
 //!
 //! ```text
-//! read (worker 0) ──raw chunks, round robin──▶ decode (all workers) ──▶ sequence (worker 0)
-//!                                                                        ├─▶ window events at pane times
-//!                                                                        └─▶ rejects
+//! read + decode (every worker, from one shared queue) ──▶ sequence (worker 0)
+//!                                                          ├─▶ window events at pane times
+//!                                                          └─▶ rejects
 //! ```
 //!
-//! `sequence` puts decoded chunks back in input order and runs the source
-//! clock; its capability is the watermark. `read` sends chunks at that same
-//! watermark (shared through an `Rc<Cell>`: both run on worker 0's thread),
-//! so everything `sequence` emits is at or after the time it received.
+//! Each worker takes the next chunk from the reader's queue whenever it has
+//! time (see `lines::Feed`): worker 0, which also runs the in-order pass,
+//! simply takes fewer, so the load balances itself. `sequence` puts decoded
+//! chunks back in input order and runs the source clock; its capabilities
+//! are the watermark. Its input is not connected to its outputs: it emits
+//! only at its own capabilities, so the read operators' capabilities hold
+//! nothing back downstream and the readers need not follow the watermark.
 
-use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
-use timely::dataflow::operators::generic::{Operator, OutputBuilder, OutputBuilderSession};
+use timely::dataflow::operators::generic::{OutputBuilder, OutputBuilderSession};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::{Scope, Stream};
-use timely::scheduling::Activator;
+use timely::progress::{Antichain, Timestamp};
 
 use super::operators::{Rejects, Windows};
 use crate::archive::writer::Piece;
@@ -35,122 +36,121 @@ use crate::event::{DeadLetter, Limits, Micros};
 use crate::metrics::Metrics;
 use crate::shutdown::{Fatal, Stop};
 use crate::sources::ingest::{decode_chunk, Batch, DecodedChunk, Ingestor, RawBody, RawChunk};
-use crate::sources::lines::{self, Chunk, LineInput};
+use crate::sources::lines::{Chunk, Feed, LineInput, Take};
 use crate::window::engine::WindowEvent;
 
-/// Chunks (≈256 KiB each) read per activation before yielding to the other
-/// operators, so windows close and sinks drain while reading.
-const CHUNKS_PER_ACTIVATION: usize = 8;
+/// Chunks (≈256 KiB each) a worker decodes per activation before yielding
+/// to its other operators (on worker 0: the in-order pass).
+const CHUNKS_PER_ACTIVATION: usize = 2;
 /// A line input is one partition (SPEC §3).
 const PARTITION: u32 = 0;
 
-/// What `read` and `sequence` share on worker 0.
-#[derive(Clone)]
-struct Shared {
-    /// The published watermark.
-    watermark: Rc<Cell<Micros>>,
-    /// Wakes `read` when the watermark moved.
-    read: Rc<Cell<Option<Activator>>>,
-    /// Spent input buffers go back to the reader (see `lines::Recycle`).
-    recycle: Rc<OnceCell<lines::Recycle>>,
-}
-
 /// Valid events for the archive, one piece per input chunk.
 pub type Pieces<'s> = Stream<'s, Micros, Vec<Piece>>;
+
+/// How a worker takes part in reading a line input.
+#[derive(Clone)]
+pub struct LineRead {
+    pub input: LineInput,
+    /// The reading process's shared queue.
+    pub feed: Arc<Feed>,
+    /// Whether this worker is in the reading process (the one with worker 0);
+    /// workers of other processes have nothing to take.
+    pub local: bool,
+}
 
 /// The whole line source: window events, rejects and (if `archive`) the
 /// archive's pieces.
 pub fn line_source<'s>(
     scope: Scope<'s, Micros>,
-    input: LineInput,
+    read: LineRead,
     cfg: &Validated,
     archive: bool,
     metrics: Arc<Metrics>,
     (fatal, stop): (Fatal, Stop),
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
-    let shared = Shared {
-        watermark: Rc::new(Cell::new(Micros::MIN)),
-        read: Rc::new(Cell::new(None)),
-        recycle: Rc::new(OnceCell::new()),
-    };
-    let limits = Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| input.is_live()), ..cfg.limits };
-    let name = input.name();
-    let live = input.is_live();
-    let raw = read(scope, input, limits.max_event_bytes, shared.clone(), (fatal, stop.clone()));
-    let decoded = decode(raw, limits, name.clone(), archive, metrics.clone());
-    sequence(decoded, cfg, name, (live, archive), shared, metrics, stop)
+    let live = read.input.is_live();
+    let limits = Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| live), ..cfg.limits };
+    let name = read.input.name();
+    let feed = read.feed.clone();
+    let decoded = read_and_decode(scope, read, limits, archive, metrics.clone(), (fatal, stop.clone()));
+    sequence(decoded, cfg, name, (live, archive), feed, metrics, stop)
 }
 
-/// Reads the input on worker 0 and deals its chunks to all workers.
-fn read<'s>(
+/// Takes chunks from the shared queue and decodes them, on every worker of
+/// the reading process; worker 0 starts the reader thread. `keep` keeps the
+/// events in full (for the archive).
+fn read_and_decode<'s>(
     scope: Scope<'s, Micros>,
-    input: LineInput,
-    max_line: usize,
-    shared: Shared,
+    read: LineRead,
+    limits: Limits,
+    keep: bool,
+    metrics: Arc<Metrics>,
     (fatal, stop): (Fatal, Stop),
-) -> Stream<'s, Micros, Vec<RawChunk>> {
-    let mut builder = OperatorBuilder::new("Read".to_owned(), scope);
+) -> Stream<'s, Micros, Vec<DecodedChunk>> {
+    let mut builder = OperatorBuilder::new("ReadDecode".to_owned(), scope);
     let info = builder.operator_info();
     let (output, stream) = builder.new_output();
     let mut output = OutputBuilder::from(output);
-    let reads = scope.index() == 0;
-    if reads {
-        shared.read.set(Some(scope.activator_for(info.address.clone())));
-    }
     let activator = scope.activator_for(info.address.clone());
-    let sync_activator = scope.worker().sync_activator_for(info.address.to_vec());
+    let LineRead { input, feed, local } = read;
+    if local {
+        feed.register(scope.worker().sync_activator_for(info.address.to_vec()));
+    }
+    let starts = scope.index() == 0;
 
     // `/collect` ends when its channel is closed and drained; the others
     // stop reading on a stop request, after what their reader already holds.
     let stops_on_request = !matches!(input, LineInput::Collect(_));
     let polls = input.is_live();
+    let source = input.name();
     builder.build(move |mut caps| {
-        let mut cap = caps.pop();
-        let mut reader = None;
-        if reads {
+        let mut cap = caps.pop().filter(|_| local);
+        if starts {
             let name = input.name();
-            match lines::spawn(input, max_line, sync_activator) {
-                Ok((rx, recycle, _thread)) => {
-                    reader = Some(rx);
-                    let _ = shared.recycle.set(recycle); // the only reader of this worker
-                }
-                Err(e) => fatal.set(format!("cannot open {name}: {e}")),
+            if let Err(e) = feed.start(input, limits.max_event_bytes) {
+                fatal.set(format!("cannot open {name}: {e}"));
+                feed.wake(); // the other workers stop too
             }
         }
-        let mut seq = 0u64;
         move |_frontiers| {
-            let (Some(c), Some(rx), None) = (cap.as_mut(), &reader, fatal.get()) else {
-                cap = None; // not the reading worker, done, or stopping on an error
+            let (Some(c), None) = (cap.as_ref(), fatal.get()) else {
+                cap = None; // another process reads, done, or stopping on an error
                 return;
             };
-            let w = shared.watermark.get();
-            if *c.time() < w {
-                c.downgrade(&w);
-            }
             let mut out = output.activate();
             let stopping = stops_on_request && stop.requested();
+            let now = now_micros();
+            // Quiet only after a `Wait`: the feed wakes this operator when
+            // that changes (a chunk, the end, or room in flight).
+            let mut waiting = false;
             for _ in 0..if stopping { usize::MAX } else { CHUNKS_PER_ACTIVATION } {
-                let Ok(chunk) = rx.try_recv() else { break };
-                let (offset, body) = match chunk {
-                    Chunk::Lines { offset, data } => (offset, RawBody::Lines(data)),
-                    Chunk::Oversize { offset, len, prefix } => (offset, RawBody::Oversize { len, prefix }),
-                    Chunk::End { .. } => {
+                let (seq, offset, body) = match feed.take(!stopping) {
+                    Take::Chunk(Chunk::Lines { seq, offset, data }) => (seq, offset, RawBody::Lines(data)),
+                    Take::Chunk(Chunk::Oversize { seq, offset, len, prefix }) => {
+                        (seq, offset, RawBody::Oversize { len, prefix })
+                    }
+                    Take::Chunk(Chunk::Failed(msg)) => {
+                        fatal.set(msg);
+                        feed.wake();
                         cap = None;
                         return;
                     }
-                    Chunk::Failed(msg) => {
-                        fatal.set(msg);
+                    Take::Ended => {
                         cap = None;
                         return;
+                    }
+                    Take::Wait => {
+                        waiting = true;
+                        break;
                     }
                 };
-                // Round robin over workers; `sequence` restores the order.
-                out.session(&*c).give(RawChunk { seq, partition: PARTITION, offset, body });
-                seq += 1;
+                let raw = RawChunk { seq, partition: PARTITION, offset, body };
+                out.session(c).give(decode_chunk(raw, &limits, &source, now, keep, &metrics));
             }
             if stopping {
                 cap = None;
-            } else if !rx.is_empty() {
+            } else if !waiting {
                 activator.activate();
             } else if polls {
                 // A live reader may block for long: look for a stop request.
@@ -159,26 +159,6 @@ fn read<'s>(
         }
     });
     stream
-}
-
-/// Decodes chunks wherever they landed, then sends them to worker 0;
-/// `keep` keeps the events in full (for the archive).
-fn decode<'s>(
-    raw: Stream<'s, Micros, Vec<RawChunk>>,
-    limits: Limits,
-    source: String,
-    keep: bool,
-    metrics: Arc<Metrics>,
-) -> Stream<'s, Micros, Vec<DecodedChunk>> {
-    raw.unary(Exchange::new(|c: &RawChunk| c.seq), "Decode", move |_cap, _info| {
-        move |input, output| {
-            input.for_each(|cap, data| {
-                let now = now_micros();
-                let decoded = data.drain(..).map(|c| decode_chunk(c, &limits, &source, now, keep, &metrics));
-                output.session(&cap).give_iterator(decoded);
-            });
-        }
-    })
 }
 
 /// An output of a source operator.
@@ -221,7 +201,7 @@ fn sequence<'s>(
     cfg: &Validated,
     source: String,
     (live, archive): (bool, bool),
-    shared: Shared,
+    feed: Arc<Feed>,
     metrics: Arc<Metrics>,
     stop: Stop,
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
@@ -229,9 +209,12 @@ fn sequence<'s>(
     let mut builder = OperatorBuilder::new("Sequence".to_owned(), scope);
     let info = builder.operator_info();
     let mut input = builder.new_input(decoded, Exchange::new(|_: &DecodedChunk| 0));
-    let (out_w, windows) = builder.new_output();
-    let (out_r, rejects) = builder.new_output();
-    let (out_a, pieces) = builder.new_output();
+    // Not connected to the input: everything goes out at the watermark, the
+    // operator's own capabilities, whatever time its input came at.
+    let unconnected = Vec::<(usize, Antichain<<Micros as Timestamp>::Summary>)>::new;
+    let (out_w, windows) = builder.new_output_connection(unconnected());
+    let (out_r, rejects) = builder.new_output_connection(unconnected());
+    let (out_a, pieces) = builder.new_output_connection(unconnected());
     let mut out_w = OutputBuilder::from(out_w);
     let mut out_r = OutputBuilder::from(out_r);
     let mut out_a = OutputBuilder::from(out_a);
@@ -256,19 +239,18 @@ fn sequence<'s>(
             let Some(cs) = caps.as_mut() else { return };
             let now = now_micros();
             let (mut out_w, mut out_r, mut out_a) = (out_w.activate(), out_r.activate(), out_a.activate());
+            let mut spent = Vec::new();
             while let Some(chunk) = pending.remove(&next) {
                 next += 1;
                 let (partition, through) = (chunk.partition, chunk.end);
-                let spent = ingestor.classify(chunk, now, &mut batch);
-                if let Some(recycle) = shared.recycle.get() {
-                    let _ = recycle.try_send(spent); // or freed, if the reader has enough
-                }
+                spent.push(ingestor.classify(chunk, now, &mut batch));
                 if archive {
                     let rows = std::mem::take(&mut batch.archive);
                     out_a.session(&cs[2]).give(Piece { partition, rows, through, ingest_time: now, checkpoint: None });
                 }
                 give_batch(&mut batch, cs, &mut out_w, &mut out_r);
             }
+            feed.settle(spent.len(), spent);
             ingestor.publish(&metrics);
             ingestor.publish_state(&metrics);
             if frontiers[0].is_empty() && pending.is_empty() {
@@ -286,13 +268,6 @@ fn sequence<'s>(
                         metrics.observe_partition_watermark(PARTITION, w);
                     }
                     advance_to(cs, w);
-                    if shared.watermark.get() < w {
-                        shared.watermark.set(w);
-                        if let Some(a) = shared.read.take() {
-                            a.activate();
-                            shared.read.set(Some(a));
-                        }
-                    }
                     if live {
                         // Idle partitions are judged by the wall clock: look again soon.
                         activator.activate_after(Duration::from_secs(1));

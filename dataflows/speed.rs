@@ -20,7 +20,7 @@ use timely::worker::Worker;
 
 use super::kafka_source::{kafka_source, KafkaInput};
 use super::operators::{self, SpeedOut};
-use super::source;
+use super::source::{self, LineRead};
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::writer::Piece;
 use crate::archive::ArchiveConfig;
@@ -33,12 +33,13 @@ use crate::serve::Hub;
 use crate::shutdown::{Fatal, Shutdown, Stop};
 use crate::sinks::jsonl::JsonlFile;
 use crate::sinks::AlertSinks;
-use crate::sources::lines::LineInput;
+use crate::sources::lines::{Feed, LineInput};
 
 /// What the speed layer reads.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// A file or stdin: one partition, read on worker 0, decoded everywhere.
+    /// A file or stdin: one partition, read by the process of worker 0 and
+    /// decoded by its workers.
     Lines(LineInput),
     /// A topic whose partitions are spread over every worker.
     Kafka(KafkaInput),
@@ -76,7 +77,13 @@ impl Input {
 pub fn run(job: SpeedJob, timely_config: timely::Config) -> anyhow::Result<()> {
     let fatal = job.fatal.clone();
     let job = Arc::new(job);
-    let guards = timely::execute(timely_config, move |worker| build(worker, &job))
+    // A line input is read by the process of worker 0, and decoded by its workers.
+    let reads_lines = match &timely_config.communication {
+        timely::CommunicationConfig::Cluster { process, .. } => *process == 0,
+        _ => true,
+    };
+    let feed = Arc::new(Feed::default());
+    let guards = timely::execute(timely_config, move |worker| build(worker, &job, (&feed, reads_lines)))
         .map_err(|e| anyhow!("starting timely workers: {e}"))?;
     for result in guards.join() {
         result.map_err(|e| anyhow!("worker failed: {e}"))??;
@@ -87,7 +94,7 @@ pub fn run(job: SpeedJob, timely_config: timely::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
+fn build(worker: &mut Worker, job: &SpeedJob, (feed, reads_lines): (&Arc<Feed>, bool)) -> anyhow::Result<()> {
     let first = worker.index() == 0;
     let alert_sinks = Rc::new(RefCell::new(
         first
@@ -117,7 +124,7 @@ fn build(worker: &mut Worker, job: &SpeedJob) -> anyhow::Result<()> {
         let (windows, rejected, pieces) = match &job.input {
             Input::Lines(lines) => source::line_source(
                 scope,
-                lines.clone(),
+                LineRead { input: lines.clone(), feed: feed.clone(), local: reads_lines },
                 &job.cfg,
                 archiving,
                 job.metrics.clone(),

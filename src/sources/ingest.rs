@@ -22,7 +22,7 @@ use crate::window::engine::WindowEvent;
 
 /// A numbered piece of one partition's input, as read; decoding it needs
 /// nothing else, so chunks are decoded on any worker.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub struct RawChunk {
     /// Position in the partition's sequence of chunks (0, 1, 2, ...).
     pub seq: u64,
@@ -32,7 +32,7 @@ pub struct RawChunk {
     pub body: RawBody,
 }
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub enum RawBody {
     /// Whole lines.
     Lines(Vec<u8>),
