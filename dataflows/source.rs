@@ -239,18 +239,16 @@ fn sequence<'s>(
             let Some(cs) = caps.as_mut() else { return };
             let now = now_micros();
             let (mut out_w, mut out_r, mut out_a) = (out_w.activate(), out_r.activate(), out_a.activate());
-            let mut spent = Vec::new();
             while let Some(chunk) = pending.remove(&next) {
                 next += 1;
                 let (partition, through) = (chunk.partition, chunk.end);
-                spent.push(ingestor.classify(chunk, now, &mut batch));
+                feed.settle(ingestor.classify(chunk, now, &mut batch));
                 if archive {
                     let rows = std::mem::take(&mut batch.archive);
                     out_a.session(&cs[2]).give(Piece { partition, rows, through, ingest_time: now, checkpoint: None });
                 }
                 give_batch(&mut batch, cs, &mut out_w, &mut out_r);
             }
-            feed.settle(spent.len(), spent);
             ingestor.publish(&metrics);
             ingestor.publish_state(&metrics);
             if frontiers[0].is_empty() && pending.is_empty() {

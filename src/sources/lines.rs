@@ -19,7 +19,6 @@ use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use timely::scheduling::SyncActivator;
@@ -81,9 +80,10 @@ const CHUNK: usize = 1 << 18;
 /// Bytes of an oversized line kept in its dead letter.
 pub const OVERSIZE_PREFIX: usize = 4096;
 
-/// Chunks taken from a [`Feed`] and not yet settled, at most: the bound on
-/// decoded input waiting for the in-order pass (`IN_FLIGHT` × 256 KiB of
-/// input plus its decoded records).
+/// Chunks taken from a [`Feed`] and not yet settled, at most (plus one per
+/// other worker taking at the same moment): the bound on decoded input
+/// waiting for the in-order pass (`IN_FLIGHT` × 256 KiB of input plus its
+/// decoded records).
 const IN_FLIGHT: usize = 12;
 /// Chunks read ahead, waiting to be taken.
 const QUEUE: usize = 8;
@@ -131,7 +131,7 @@ impl Feed {
     }
 
     /// Starts the reader thread; once (by one worker of the reading process).
-    pub fn start(self: &Arc<Self>, input: LineInput, max_line: usize) -> io::Result<JoinHandle<()>> {
+    pub fn start(self: &Arc<Self>, input: LineInput, max_line: usize) -> io::Result<()> {
         let reader: Box<dyn Read + Send> = match &input {
             LineInput::File(p) => Box::new(File::open(p)?),
             LineInput::Stdin => Box::new(io::stdin()),
@@ -156,7 +156,8 @@ impl Feed {
             if let Some(f) = feed.upgrade() {
                 f.wake();
             }
-        })
+        })?;
+        Ok(())
     }
 
     /// The next chunk, in input order, unless `IN_FLIGHT` chunks are out
@@ -176,16 +177,14 @@ impl Feed {
         }
     }
 
-    /// `n` chunks went through the in-order pass; their input `buffers`, spent,
-    /// go back to the reader (or are freed if it has enough). Wakes the
+    /// A chunk went through the in-order pass; its input buffer, spent, goes
+    /// back to the reader (or is freed if the reader has enough). Wakes the
     /// read operators if they were waiting for room.
-    pub fn settle(&self, n: usize, buffers: impl IntoIterator<Item = Vec<u8>>) {
+    pub fn settle(&self, spent: Vec<u8>) {
         if let Some(recycle) = self.recycle.get() {
-            for b in buffers {
-                let _ = recycle.try_send(b);
-            }
+            let _ = recycle.try_send(spent);
         }
-        if n > 0 && self.in_flight.fetch_sub(n, Ordering::AcqRel) >= IN_FLIGHT {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) >= IN_FLIGHT {
             self.wake();
         }
     }
@@ -329,7 +328,7 @@ mod tests {
             match feed.take(true) {
                 Take::Chunk(Chunk::Lines { seq, offset, data }) => {
                     seen.push((seq, offset, data));
-                    feed.settle(1, []);
+                    feed.settle(Vec::new());
                 }
                 Take::Chunk(other) => panic!("unexpected {other:?}"),
                 Take::Wait => std::thread::yield_now(),
@@ -380,7 +379,8 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50)); // the reader has refilled its queue
         assert!(matches!(feed.take(true), Take::Wait), "the bound holds");
         assert!(matches!(feed.take(false), Take::Chunk(_)), "unbounded takes (a stop) go on");
-        feed.settle(2, []);
+        feed.settle(Vec::new());
+        feed.settle(Vec::new());
         assert!(matches!(feed.take(true), Take::Chunk(_)), "room again once settled");
     }
 }
