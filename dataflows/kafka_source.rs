@@ -170,13 +170,7 @@ pub fn kafka_source<'s>(
                         if archive {
                             let rows = std::mem::take(&mut batch.archive);
                             let checkpoint = ingestor.clock().partition(partition).map(|c| c.checkpoint());
-                            out_a.session(&cs[2]).give(Piece {
-                                partition,
-                                rows,
-                                through,
-                                ingest_time: now,
-                                checkpoint,
-                            });
+                            out_a.session(&cs[2]).give(Piece { partition, rows, through, checkpoint });
                         }
                         give_batch(&mut batch, cs, &mut out_w, &mut out_r);
                     }

@@ -245,7 +245,7 @@ fn sequence<'s>(
                 feed.settle(ingestor.classify(chunk, now, &mut batch));
                 if archive {
                     let rows = std::mem::take(&mut batch.archive);
-                    out_a.session(&cs[2]).give(Piece { partition, rows, through, ingest_time: now, checkpoint: None });
+                    out_a.session(&cs[2]).give(Piece { partition, rows, through, checkpoint: None });
                 }
                 give_batch(&mut batch, cs, &mut out_w, &mut out_r);
             }

@@ -2,12 +2,14 @@
 //! `<archive>/events/event_date=YYYY-MM-DD/part-….parquet`, readable as is
 //! by Spark, DuckDB and pyarrow.
 //!
+//! - [`columns`]: rows in columns, as the decoding workers build them.
 //! - [`parquet`]: the file format (schema, zstd, dictionary strings).
 //! - [`commit_log`]: which files exist and which input they cover; atomic
 //!   commits and crash recovery.
 //! - [`writer`]: the thread that rolls files by size and age and commits.
 //! - [`compact`]: merging a day's small files.
 
+pub mod columns;
 pub mod commit_log;
 pub mod compact;
 pub mod parquet;

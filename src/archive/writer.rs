@@ -21,24 +21,23 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
+use super::columns::ArchiveColumns;
 use super::commit_log::{temp_path, CommitLog, FileEntry, InputRange, Record};
 use super::parquet::{day_of, event_date, PartWriter};
 use super::ArchiveConfig;
 use crate::event::timestamp::{format_rfc3339, now_micros};
-use crate::event::{Event, Micros};
 use crate::metrics::Metrics;
 use crate::window::clock::Checkpoint;
 
-/// One input chunk's valid events with their positions, and where that
-/// chunk ended. This is what flows from the source to the archive operator.
+/// One input chunk's valid events, in columns with their positions, and
+/// where that chunk ended. This is what flows from the source to the
+/// archive operator.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Piece {
     pub partition: u32,
-    pub rows: Vec<(u64, Event)>,
+    pub rows: ArchiveColumns,
     /// Every input position of `partition` below this has been delivered.
     pub through: u64,
-    /// When the chunk was read (the `ingest_time` column).
-    pub ingest_time: Micros,
     /// The partition's clock after this piece (Kafka sources), recorded in
     /// the commit so a restart can resume from it.
     pub checkpoint: Option<Checkpoint>,
@@ -156,29 +155,29 @@ impl State {
             range.1 = piece.through;
             range.2 = piece.checkpoint.or(range.2);
         }
-        let mut skipped = 0u64;
         // Rows already committed (a re-run, a restart) are dropped. The
         // ranges are looked up once per piece, and not at all per row when
         // nothing at or after the piece's lowest position is committed (a
         // first run, or past a resume point).
         let committed = self.log.committed_ranges(&self.source, piece.partition);
-        let lowest = piece.rows.iter().map(|(p, _)| *p).min().unwrap_or(u64::MAX);
-        let skip: Vec<bool> = if committed.none_from(lowest) {
-            Vec::new()
-        } else {
-            piece.rows.iter().map(|(p, _)| committed.contains(*p)).collect()
-        };
-        for (i, (position, event)) in piece.rows.iter().enumerate() {
-            if skip.get(i).copied().unwrap_or(false) {
-                skipped += 1;
+        let mut rows = piece.rows;
+        let lowest = rows.positions().min().unwrap_or(u64::MAX);
+        let before = rows.len();
+        if !committed.none_from(lowest) {
+            let keep: Vec<usize> =
+                rows.positions().enumerate().filter(|(_, p)| !committed.contains(*p)).map(|(i, _)| i).collect();
+            rows = rows.select(keep);
+        }
+        let skipped = (before - rows.len()) as u64;
+        for (day, rows) in by_day(rows) {
+            if rows.is_empty() {
                 continue;
             }
-            let day = day_of(event.time);
             let part = match self.open.entry(day) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
                     let seq = self.log.next_seq();
-                    let date = event_date(event.time);
+                    let date = event_date(rows.times()[0]);
                     let rel = format!("events/event_date={date}/part-{seq:08}-{:03}.parquet", self.opened);
                     self.opened += 1;
                     let fin = self.log.root().join(&rel);
@@ -188,8 +187,8 @@ impl State {
                     e.insert(OpenPart { writer: PartWriter::create(&temp_path(&fin))?, rel, date })
                 }
             };
-            part.writer.push(event, piece.ingest_time, piece.partition, *position)?;
-            self.rows += 1;
+            self.rows += rows.len();
+            part.writer.write(rows)?;
         }
         self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
         if self.rows > 0 && self.oldest.is_none() {
@@ -258,6 +257,22 @@ impl State {
     }
 }
 
+/// A piece's rows split by event day (days since the epoch). A piece is
+/// one input chunk, so almost always of one day: then it is not copied.
+fn by_day(rows: ArchiveColumns) -> Vec<(i64, ArchiveColumns)> {
+    let times = rows.times();
+    let Some(&first) = times.first() else { return Vec::new() };
+    let day = day_of(first);
+    if times.iter().all(|&t| day_of(t) == day) {
+        return vec![(day, rows)];
+    }
+    let mut days: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (i, &t) in times.iter().enumerate() {
+        days.entry(day_of(t)).or_default().push(i);
+    }
+    days.into_iter().map(|(day, at)| (day, rows.select(at))).collect()
+}
+
 /// Identity of a file input for the commit log: its name and a hash of its
 /// first 64 KiB, so a re-run of the same file is recognised wherever it
 /// lies, and a different file under the same name is not.
@@ -280,4 +295,42 @@ pub fn file_source_id(path: &Path) -> anyhow::Result<String> {
 /// Where the archive of `root` keeps one date's files.
 pub fn date_dir(root: &Path, date: &str) -> PathBuf {
     root.join("events").join(format!("event_date={date}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::columns::Origin;
+    use crate::event::{EventRef, Micros};
+
+    fn rows(times: &[Micros]) -> ArchiveColumns {
+        let mut c = ArchiveColumns::default();
+        for (i, &time) in times.iter().enumerate() {
+            let e = EventRef {
+                event_id: None,
+                user_id: "u",
+                product_id: "p",
+                event_type: "view",
+                category: "c",
+                session_id: None,
+                time,
+                price: None,
+                quantity: None,
+            };
+            c.push(e, Origin { ingest_time: 0, partition: 0, position: i as u64 });
+        }
+        c
+    }
+
+    #[test]
+    fn a_piece_is_split_by_event_day_keeping_row_order() {
+        let day = 86_400_000_000;
+        let split = by_day(rows(&[day + 5, 2 * day, day - 1, day, 3 * day - 1]));
+        let got: Vec<(i64, Vec<u64>)> = split.iter().map(|(d, c)| (*d, c.positions().collect())).collect();
+        assert_eq!(got, [(0, vec![2]), (1, vec![0, 3]), (2, vec![1, 4])]);
+        let one = by_day(rows(&[day, day + 1]));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].1.len(), 2);
+        assert!(by_day(ArchiveColumns::default()).is_empty());
+    }
 }

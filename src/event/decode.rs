@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::timestamp::{self, TimestampError};
-use super::{Event, EventKind, Micros, Reason, UNKNOWN_CATEGORY};
+use super::{Event, EventKind, EventRef, Micros, Reason, UNKNOWN_CATEGORY};
 
 /// Limits applied while decoding (SPEC §2).
 #[derive(Clone, Copy, Debug)]
@@ -195,6 +195,21 @@ impl Checked<'_> {
 
     pub fn time(&self) -> Micros {
         self.time
+    }
+
+    /// Every field, borrowed (what the archive copies).
+    pub fn fields(&self) -> EventRef<'_> {
+        EventRef {
+            event_id: self.event_id(),
+            user_id: &self.user_id,
+            product_id: &self.product_id,
+            event_type: &self.event_type,
+            category: self.category(),
+            session_id: self.session_id.as_deref(),
+            time: self.time,
+            price: self.price,
+            quantity: self.quantity,
+        }
     }
 
     pub fn into_event(self) -> Event {

@@ -68,6 +68,39 @@ pub struct Event {
     pub quantity: Option<i64>,
 }
 
+impl Event {
+    pub fn fields(&self) -> EventRef<'_> {
+        EventRef {
+            event_id: self.event_id.as_deref(),
+            user_id: &self.user_id,
+            product_id: &self.product_id,
+            event_type: &self.event_type,
+            category: &self.category,
+            session_id: self.session_id.as_deref(),
+            time: self.time,
+            price: self.price,
+            quantity: self.quantity,
+        }
+    }
+}
+
+/// A valid event's fields, borrowed from a decoded message or an
+/// [`Event`]: what the archive copies into its columns, with no string
+/// built in between.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EventRef<'a> {
+    pub event_id: Option<&'a str>,
+    pub user_id: &'a str,
+    pub product_id: &'a str,
+    pub event_type: &'a str,
+    /// `unknown` when the input had none or an empty one.
+    pub category: &'a str,
+    pub session_id: Option<&'a str>,
+    pub time: Micros,
+    pub price: Option<f64>,
+    pub quantity: Option<i64>,
+}
+
 /// The category given to events that carry none (SPEC §2).
 pub const UNKNOWN_CATEGORY: &str = "unknown";
 

@@ -13,6 +13,7 @@
 
 use compact_str::CompactString;
 
+use crate::archive::columns::{ArchiveColumns, Origin};
 use crate::event::decode::{check, Checked};
 use crate::event::{decode, DeadLetter, Event, Limits, Micros, Reason};
 use crate::kafka::consumer::MessageBatch;
@@ -51,8 +52,9 @@ pub struct DecodedChunk {
     /// What the speed layer needs of each valid event, in input order.
     pub sightings: Vec<Sighting>,
     /// The valid events in full with their input positions, in input
-    /// order: only when the archive keeps them (`decode_chunk`'s `keep`).
-    pub events: Vec<(u64, Event)>,
+    /// order, in the archive's columns: only when the archive keeps them
+    /// (`decode_chunk`'s `keep`).
+    pub archive: ArchiveColumns,
     /// The input itself (moved, not copied): a late event's dead letter is
     /// decoded again from its bytes, which is cheaper than carrying every
     /// event in full for the few that are late.
@@ -96,11 +98,13 @@ impl Sighting {
 }
 
 impl DecodedChunk {
-    /// Adds a valid message found at `position`, `bytes` of `input`.
-    fn push(&mut self, checked: Checked<'_>, position: u64, bytes: (usize, usize), keep: bool) {
+    /// Adds a valid message found at `position`, `bytes` of `input`, read
+    /// at `now`.
+    fn push(&mut self, checked: Checked<'_>, position: u64, bytes: (usize, usize), now: Micros, keep: bool) {
         self.sightings.push(Sighting::of(&checked, position, bytes));
         if keep {
-            self.events.push((position, checked.into_event()));
+            let at = Origin { ingest_time: now, partition: self.partition, position };
+            self.archive.push(checked.fields(), at);
         }
     }
 }
@@ -140,7 +144,9 @@ pub fn decode_chunk(
             // and faulted in fresh pages for each larger vector.
             let lines = memchr::memchr_iter(b'\n', data).count() + 1;
             out.sightings.reserve_exact(lines);
-            out.events.reserve_exact(if keep { lines } else { 0 });
+            if keep {
+                out.archive = ArchiveColumns::with_capacity(lines, data.len());
+            }
             let mut pos = 0usize;
             while pos < data.len() {
                 let start = pos;
@@ -155,7 +161,7 @@ pub fn decode_chunk(
                     continue; // blank lines carry no event
                 }
                 match check(line, limits, now) {
-                    Ok(ev) => out.push(ev, at, (start, end), keep),
+                    Ok(ev) => out.push(ev, at, (start, end), now, keep),
                     Err(e) => reject(line, e.reason, e.detail, at),
                 }
             }
@@ -202,12 +208,14 @@ pub fn decode_messages(
     let mut out = DecodedChunk { seq, partition: batch.partition, ..DecodedChunk::default() };
     out.end = batch.offsets.last().map_or(0, |o| o + 1);
     out.sightings.reserve(batch.offsets.len());
-    out.events.reserve(if keep { batch.offsets.len() } else { 0 });
+    if keep {
+        out.archive = ArchiveColumns::with_capacity(batch.offsets.len(), batch.data.len());
+    }
     let mut dead = [0u64; Reason::ALL.len()];
     for (offset, span) in batch.spans() {
         let payload = &batch.data[span.0..span.1];
         match check(payload, limits, now) {
-            Ok(ev) => out.push(ev, offset, span, keep),
+            Ok(ev) => out.push(ev, offset, span, now, keep),
             Err(e) => {
                 dead[e.reason.index()] += 1;
                 out.rejects.push(DeadLetter {
@@ -236,7 +244,7 @@ pub struct Batch {
     pub rejects: Vec<DeadLetter>,
     /// Every valid event with its input position, late ones and repeats
     /// included (SPEC §4); filled only when the archive is on.
-    pub archive: Vec<(u64, Event)>,
+    pub archive: ArchiveColumns,
 }
 
 /// Per-batch tallies, added to the shared metrics once per batch.
@@ -294,15 +302,9 @@ impl Ingestor {
             self.event(chunk.partition, s, &chunk.input, now, out);
         }
         if self.keep_events {
-            // The decoded vector itself goes on to the archive: moving each
-            // event into a fresh vector cost a copy per event and, as the
-            // archive thread frees them, freshly zeroed pages (perf: 8 % of
-            // a worker).
-            if out.archive.is_empty() {
-                out.archive = chunk.events;
-            } else {
-                out.archive.extend(chunk.events);
-            }
+            // The decoded columns themselves go on to the archive (moved,
+            // unless the batch already holds another chunk's).
+            out.archive.append(chunk.archive);
         }
         chunk.input
     }
@@ -426,7 +428,7 @@ mod tests {
         assert!(out.rejects[1].raw.contains("2026-11-24T09:00:00"));
         assert_eq!(out.rejects[1].source, "file:t:199");
         assert_eq!(out.archive.len(), 2, "late events are still archived");
-        assert_eq!(out.archive[1].0, 190 + 9);
+        assert_eq!(out.archive.positions().nth(1), Some(190 + 9));
         ing.publish(&m);
         assert_eq!(m.events(EventKind::View), 2);
         assert_eq!(m.dead(Reason::NotJson), 1);
