@@ -94,16 +94,25 @@ impl Strings {
         }
         let (start, end) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
         // Pushed from `&str`s, split only where a value ends.
-        std::str::from_utf8(&self.bytes[start..end]).ok()
+        std::str::from_utf8(self.bytes.get(start..end)?).ok()
     }
 
     fn value(&self, i: usize) -> &str {
         self.get(i).unwrap_or_default()
     }
 
+    fn holds(&self, rows: usize) -> bool {
+        self.len() == rows && (self.valid.is_empty() || self.valid.len() == rows)
+    }
+
     fn into_array(self) -> anyhow::Result<ArrayRef> {
         let nulls = nulls(self.valid);
-        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        let offsets = ScalarBuffer::from(self.offsets);
+        // `OffsetBuffer::new` panics on offsets that are not monotonic.
+        if offsets.first() != Some(&0) || offsets.windows(2).any(|w| w[0] > w[1]) {
+            anyhow::bail!("archive column offsets out of order");
+        }
+        let offsets = OffsetBuffer::new(offsets);
         Ok(Arc::new(StringArray::try_new(offsets, Buffer::from_vec(self.bytes), nulls)?))
     }
 }
@@ -138,6 +147,10 @@ impl<T: Copy + Default> Values<T> {
                 self.values.push(T::default());
             }
         }
+    }
+
+    fn holds(&self, rows: usize) -> bool {
+        self.values.len() == rows && (self.valid.is_empty() || self.valid.len() == rows)
     }
 
     fn get(&self, i: usize) -> Option<T> {
@@ -218,7 +231,20 @@ impl ArchiveColumns {
         self.position.push(i64::try_from(at.position).unwrap_or(i64::MAX));
     }
 
-    /// Row `i` (`i < len()`).
+    /// Whether every column has a value (and validity, if any) per row:
+    /// true of columns built here, checked of a piece from another
+    /// process before its rows are read.
+    pub fn is_consistent(&self) -> bool {
+        let n = self.len();
+        [&self.event_id, &self.user_id, &self.product_id, &self.event_type, &self.category, &self.session_id]
+            .iter()
+            .all(|s| s.holds(n))
+            && [&self.time, &self.quantity, &self.ingest_time, &self.position].iter().all(|v| v.holds(n))
+            && self.price.holds(n)
+            && self.partition.holds(n)
+    }
+
+    /// Row `i` (`i < len()`, columns consistent).
     pub fn row(&self, i: usize) -> (EventRef<'_>, Origin) {
         let event = EventRef {
             event_id: self.event_id.get(i),
@@ -272,10 +298,12 @@ impl ArchiveColumns {
     }
 
     /// The rows as an Arrow record batch, the vectors moved, not copied.
+    /// (`try_new` throughout: a piece from another process that broke the
+    /// columns' invariants is an error here, not a panic.)
     pub fn into_batch(self) -> anyhow::Result<RecordBatch> {
-        let timestamps = |v: Values<Micros>| {
+        let timestamps = |v: Values<Micros>| -> anyhow::Result<ArrayRef> {
             let (values, nulls) = v.parts();
-            Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone("UTC")) as ArrayRef
+            Ok(Arc::new(TimestampMicrosecondArray::try_new(values, nulls)?.with_timezone("UTC")))
         };
         let (price, price_nulls) = self.price.parts();
         let (quantity, quantity_nulls) = self.quantity.parts();
@@ -288,12 +316,12 @@ impl ArchiveColumns {
             self.event_type.into_array()?,
             self.category.into_array()?,
             self.session_id.into_array()?,
-            timestamps(self.time),
-            Arc::new(Float64Array::new(price, price_nulls)),
-            Arc::new(Int64Array::new(quantity, quantity_nulls)),
-            timestamps(self.ingest_time),
-            Arc::new(Int32Array::new(partition, partition_nulls)),
-            Arc::new(Int64Array::new(position, position_nulls)),
+            timestamps(self.time)?,
+            Arc::new(Float64Array::try_new(price, price_nulls)?),
+            Arc::new(Int64Array::try_new(quantity, quantity_nulls)?),
+            timestamps(self.ingest_time)?,
+            Arc::new(Int32Array::try_new(partition, partition_nulls)?),
+            Arc::new(Int64Array::try_new(position, position_nulls)?),
         ];
         Ok(RecordBatch::try_new(schema(), columns)?)
     }
@@ -356,6 +384,29 @@ mod tests {
         assert_eq!((sessions.value(1), sessions.is_null(3)), ("s-ü1", true));
         assert_eq!(b.column(8).null_count(), 4, "quantity");
         assert_eq!(b.column(11).null_count(), 0, "positions have no validity");
+    }
+
+    #[test]
+    fn broken_columns_from_elsewhere_are_an_error_not_a_panic() {
+        let good = serde_json::to_value(columns(4)).unwrap();
+        let broken = |path: &[&str], value: serde_json::Value| {
+            let mut v = good.clone();
+            let mut at = &mut v;
+            for key in path {
+                at = &mut at[*key];
+            }
+            *at = value;
+            serde_json::from_value::<ArchiveColumns>(v).unwrap().into_batch()
+        };
+        assert!(broken(&["price", "valid"], serde_json::json!([true])).is_err(), "validity of another length");
+        assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 3, 2, 4, 6])).is_err(), "offsets out of order");
+        assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 1, 2, 3, 99])).is_err(), "past the bytes");
+        assert!(broken(&["time", "values"], serde_json::json!([1, 2])).is_err(), "a short column");
+        let mut short: serde_json::Value = good.clone();
+        short["quantity"]["values"] = serde_json::json!([1]);
+        assert!(!serde_json::from_value::<ArchiveColumns>(short).unwrap().is_consistent());
+        assert!(columns(4).is_consistent());
+        assert!(serde_json::from_value::<ArchiveColumns>(good).unwrap().into_batch().is_ok());
     }
 
     #[test]

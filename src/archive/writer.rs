@@ -149,6 +149,9 @@ impl State {
     }
 
     fn take(&mut self, piece: Piece) -> anyhow::Result<()> {
+        if !piece.rows.is_consistent() {
+            anyhow::bail!("a piece of partition {} arrived with columns of different lengths", piece.partition);
+        }
         let committed = self.log.committed_prefix(&self.source, piece.partition);
         let range = self.range.entry(piece.partition).or_insert((committed, committed, None));
         if piece.through >= range.1 {
