@@ -16,7 +16,6 @@ use anyhow::{bail, Context};
 use arrow_array::TimestampMicrosecondArray;
 use arrow_array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use compact_str::CompactString;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
@@ -24,7 +23,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::columns::{ArchiveColumns, Origin};
-use crate::event::{Event, EventKind, Micros};
+use crate::event::{Event, EventRef, Micros};
 
 /// One archived row: the event plus where and when it was read.
 #[derive(Clone, Debug, PartialEq)]
@@ -226,19 +225,19 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<ArchiveRow>> {
         let off = column::<Int64Array>(&b, "source_offset")?;
         for i in 0..b.num_rows() {
             let c = cols.row(i);
+            let event = EventRef {
+                event_id: c.event_id,
+                user_id: c.user_id,
+                product_id: c.product_id,
+                event_type: c.event_type,
+                category: c.category,
+                session_id: c.session_id,
+                time: c.time,
+                price: (!price.is_null(i)).then(|| price.value(i)),
+                quantity: (!qty.is_null(i)).then(|| qty.value(i)),
+            };
             rows.push(ArchiveRow {
-                event: Event {
-                    event_id: c.event_id.map(CompactString::from),
-                    user_id: c.user_id.into(),
-                    product_id: c.product_id.into(),
-                    kind: EventKind::from_type(c.event_type),
-                    event_type: c.event_type.into(),
-                    category: c.category.into(),
-                    session_id: c.session_id.map(CompactString::from),
-                    time: c.time,
-                    price: (!price.is_null(i)).then(|| price.value(i)),
-                    quantity: (!qty.is_null(i)).then(|| qty.value(i)),
-                },
+                event: event.into(),
                 ingest_time: ingest.value(i),
                 partition: u32::try_from(part.value(i)).unwrap_or(0),
                 position: u64::try_from(off.value(i)).unwrap_or(0),
@@ -278,6 +277,7 @@ pub fn for_each_batch_row(path: &Path, mut f: impl FnMut(BatchColumns<'_>)) -> a
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventKind;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     fn row(i: u64, full: bool) -> ArchiveRow {

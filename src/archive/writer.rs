@@ -173,9 +173,6 @@ impl State {
         }
         let skipped = (before - rows.len()) as u64;
         for (day, rows) in by_day(rows) {
-            if rows.is_empty() {
-                continue;
-            }
             let part = match self.open.entry(day) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(e) => {
@@ -260,8 +257,9 @@ impl State {
     }
 }
 
-/// A piece's rows split by event day (days since the epoch). A piece is
-/// one input chunk, so almost always of one day: then it is not copied.
+/// A piece's rows split by event day (days since the epoch), no day
+/// without rows. A piece is one input chunk, so almost always of one day:
+/// then it is not copied.
 fn by_day(rows: ArchiveColumns) -> Vec<(i64, ArchiveColumns)> {
     let times = rows.times();
     let Some(&first) = times.first() else { return Vec::new() };

@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use compact_str::CompactString;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
@@ -155,10 +154,6 @@ fn optional(value: Option<Text<'_>>) -> Option<Text<'_>> {
     value.filter(|v| !v.is_empty())
 }
 
-fn compact(text: &Option<Text<'_>>) -> Option<CompactString> {
-    text.as_deref().map(CompactString::from)
-}
-
 /// A message that passed every check of SPEC §2, its strings still
 /// borrowed from the input. [`Checked::into_event`] builds the [`Event`];
 /// the speed layer, when nothing keeps the whole event, reads only the
@@ -213,18 +208,7 @@ impl Checked<'_> {
     }
 
     pub fn into_event(self) -> Event {
-        Event {
-            event_id: compact(&self.event_id),
-            user_id: CompactString::from(&*self.user_id),
-            product_id: CompactString::from(&*self.product_id),
-            kind: self.kind(),
-            event_type: CompactString::from(&*self.event_type),
-            category: CompactString::from(self.category()),
-            session_id: compact(&self.session_id),
-            time: self.time,
-            price: self.price,
-            quantity: self.quantity,
-        }
+        self.fields().into()
     }
 }
 

@@ -101,6 +101,23 @@ pub struct EventRef<'a> {
     pub quantity: Option<i64>,
 }
 
+impl From<EventRef<'_>> for Event {
+    fn from(e: EventRef<'_>) -> Self {
+        Event {
+            event_id: e.event_id.map(CompactString::from),
+            user_id: e.user_id.into(),
+            product_id: e.product_id.into(),
+            kind: EventKind::from_type(e.event_type),
+            event_type: e.event_type.into(),
+            category: e.category.into(),
+            session_id: e.session_id.map(CompactString::from),
+            time: e.time,
+            price: e.price,
+            quantity: e.quantity,
+        }
+    }
+}
+
 /// The category given to events that carry none (SPEC §2).
 pub const UNKNOWN_CATEGORY: &str = "unknown";
 
