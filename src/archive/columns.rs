@@ -57,7 +57,9 @@ impl Strings {
     }
 
     fn len(&self) -> usize {
-        self.offsets.len() - 1
+        // Saturating: a piece from another process may have lost its
+        // leading 0; `holds` then reports the column inconsistent.
+        self.offsets.len().saturating_sub(1)
     }
 
     fn end(&self) -> i32 {
@@ -86,6 +88,19 @@ impl Strings {
                 self.offsets.push(self.end());
             }
         }
+    }
+
+    /// Appends `other`'s values: their bytes and offsets, shifted, in two
+    /// copies rather than one push per value.
+    fn append(&mut self, other: Strings) {
+        let (rows, other_rows) = (self.len(), other.len());
+        append_validity(&mut self.valid, rows, other.valid, other_rows);
+        let base = self.end();
+        self.bytes.extend_from_slice(&other.bytes);
+        // Offsets stay below 2 GiB (see `end`); saturating keeps them
+        // monotonic even for a corrupt piece, which `into_array` refuses.
+        let shifted = other.offsets.iter().skip(1).map(|&o| base.saturating_add(o));
+        self.offsets.extend(shifted);
     }
 
     fn get(&self, i: usize) -> Option<&str> {
@@ -149,6 +164,12 @@ impl<T: Copy + Default> Values<T> {
         }
     }
 
+    fn append(&mut self, other: Values<T>) {
+        let (rows, other_rows) = (self.values.len(), other.values.len());
+        append_validity(&mut self.valid, rows, other.valid, other_rows);
+        self.values.extend(other.values);
+    }
+
     fn holds(&self, rows: usize) -> bool {
         self.values.len() == rows && (self.valid.is_empty() || self.valid.len() == rows)
     }
@@ -162,6 +183,20 @@ impl<T: Copy + Default> Values<T> {
         T: arrow_buffer::ArrowNativeType,
     {
         (ScalarBuffer::from(self.values), nulls(self.valid))
+    }
+}
+
+/// Validity of `rows` values followed by `other` of `other_rows`: stays
+/// empty while both are (every value present).
+fn append_validity(valid: &mut Vec<bool>, rows: usize, other: Vec<bool>, other_rows: usize) {
+    if valid.is_empty() && other.is_empty() {
+        return;
+    }
+    valid.resize(rows, true);
+    if other.is_empty() {
+        valid.resize(rows + other_rows, true);
+    } else {
+        valid.extend(other);
     }
 }
 
@@ -285,16 +320,25 @@ impl ArchiveColumns {
         out
     }
 
-    /// Appends `other`'s rows.
+    /// Appends `other`'s rows, column by column (moves `other` if this is
+    /// empty).
     pub fn append(&mut self, other: ArchiveColumns) {
         if self.is_empty() {
             *self = other;
             return;
         }
-        for i in 0..other.len() {
-            let (event, origin) = other.row(i);
-            self.push(event, origin);
-        }
+        self.event_id.append(other.event_id);
+        self.user_id.append(other.user_id);
+        self.product_id.append(other.product_id);
+        self.event_type.append(other.event_type);
+        self.category.append(other.category);
+        self.session_id.append(other.session_id);
+        self.time.append(other.time);
+        self.price.append(other.price);
+        self.quantity.append(other.quantity);
+        self.ingest_time.append(other.ingest_time);
+        self.partition.append(other.partition);
+        self.position.append(other.position);
     }
 
     /// The rows as an Arrow record batch, the vectors moved, not copied.
@@ -402,6 +446,7 @@ mod tests {
         assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 3, 2, 4, 6])).is_err(), "offsets out of order");
         assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 1, 2, 3, 99])).is_err(), "past the bytes");
         assert!(broken(&["time", "values"], serde_json::json!([1, 2])).is_err(), "a short column");
+        assert!(broken(&["user_id", "offsets"], serde_json::json!([])).is_err(), "no offsets at all");
         let mut short: serde_json::Value = good.clone();
         short["quantity"]["values"] = serde_json::json!([1]);
         assert!(!serde_json::from_value::<ArchiveColumns>(short).unwrap().is_consistent());
@@ -421,6 +466,29 @@ mod tests {
         assert_eq!((0..6).map(|i| all.row(i).0).collect::<Vec<_>>(), (0..6).map(|i| c.row(i).0).collect::<Vec<_>>());
         let empty = ArchiveColumns::default();
         assert!(empty.is_empty());
+        assert_eq!(empty.into_batch().unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn append_joins_columns_with_and_without_nulls() {
+        let c = columns(9);
+        // Every split point: each side with or without nulls in a column
+        // (row 2 alone has none but quantity's; row 1 has a null id).
+        for (from, to) in [(0, 9), (2, 9), (1, 3), (2, 3)] {
+            for k in from..=to {
+                let mut joined = c.select(from..k);
+                joined.append(c.select(k..to));
+                assert!(joined.is_consistent());
+                let want = c.select(from..to);
+                assert_eq!(
+                    joined.clone().into_batch().unwrap(),
+                    want.clone().into_batch().unwrap(),
+                    "{from}..{k}..{to}"
+                );
+                assert_eq!(joined, want.clone(), "{from}..{k}..{to}: validity only where a value is missing");
+            }
+        }
+        let empty = ArchiveColumns::default();
         assert_eq!(empty.into_batch().unwrap().num_rows(), 0);
     }
 }
