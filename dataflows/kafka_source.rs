@@ -25,6 +25,7 @@ use timely::dataflow::Scope;
 
 use super::operators::{Rejects, Windows};
 use super::source::{advance_to, give_batch, Pieces};
+use crate::archive::columns::Spares;
 use crate::archive::writer::Piece;
 use crate::config::Validated;
 use crate::event::timestamp::now_micros;
@@ -67,7 +68,7 @@ pub fn kafka_source<'s>(
     scope: Scope<'s, Micros>,
     input: &KafkaInput,
     cfg: &Validated,
-    archive: bool,
+    archive: Option<Arc<Spares>>,
     metrics: Arc<Metrics>,
     (fatal, stop): (Fatal, Stop),
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
@@ -87,7 +88,7 @@ pub fn kafka_source<'s>(
     // A live topic is checked against the wall clock; a bounded replay is not.
     let live = !input.cfg.until_end;
     let limits = crate::event::Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| live), ..cfg.limits };
-    let mut ingestor = Ingestor::new(cfg.clock, source.clone(), archive).partitioned();
+    let mut ingestor = Ingestor::new(cfg.clock, source.clone(), archive.is_some()).partitioned();
     let now = now_micros();
     let mut partitions = Vec::new();
     // Per partition: offsets before this are re-read only to rebuild the clock.
@@ -148,7 +149,7 @@ pub fn kafka_source<'s>(
                             if !warm.is_empty() {
                                 // Only the clock's memory matters here; every output is dropped.
                                 let replayed = warm.offsets.len() as u64;
-                                let chunk = decode_messages(warm, seq, &limits, &source, now, false, &scratch);
+                                let chunk = decode_messages(warm, seq, &limits, &source, now, None, &scratch);
                                 ingestor.classify(chunk, now, &mut Batch::default());
                                 ingestor.publish(&scratch);
                                 metrics.kafka_replayed.fetch_add(replayed, Relaxed);
@@ -159,7 +160,7 @@ pub fn kafka_source<'s>(
                             emit_from.remove(&rest.partition);
                             messages = rest;
                         }
-                        let chunk = decode_messages(messages, seq, &limits, &source, now, archive, &metrics);
+                        let chunk = decode_messages(messages, seq, &limits, &source, now, archive.as_deref(), &metrics);
                         seq += 1;
                         let (partition, through) = (chunk.partition, chunk.end);
                         ingestor.classify(chunk, now, &mut batch);
@@ -167,7 +168,7 @@ pub fn kafka_source<'s>(
                         if let Some(w) = ingestor.clock().partition(partition).and_then(|c| c.watermark(&clock_cfg)) {
                             metrics.observe_partition_watermark(partition, w);
                         }
-                        if archive {
+                        if archive.is_some() {
                             let rows = std::mem::take(&mut batch.archive);
                             let checkpoint = ingestor.clock().partition(partition).map(|c| c.checkpoint());
                             out_a.session(&cs[2]).give(Piece { partition, rows, through, checkpoint });

@@ -29,6 +29,7 @@ use timely::dataflow::{Scope, Stream};
 use timely::progress::{Antichain, Timestamp};
 
 use super::operators::{Rejects, Windows};
+use crate::archive::columns::Spares;
 use crate::archive::writer::Piece;
 use crate::config::Validated;
 use crate::event::timestamp::now_micros;
@@ -59,13 +60,13 @@ pub struct LineRead {
     pub local: bool,
 }
 
-/// The whole line source: window events, rejects and (if `archive`) the
-/// archive's pieces.
+/// The whole line source: window events, rejects and (with `archive`, its
+/// spare columns) the archive's pieces.
 pub fn line_source<'s>(
     scope: Scope<'s, Micros>,
     read: LineRead,
     cfg: &Validated,
-    archive: bool,
+    archive: Option<Arc<Spares>>,
     metrics: Arc<Metrics>,
     (fatal, stop): (Fatal, Stop),
 ) -> (Windows<'s>, Rejects<'s>, Pieces<'s>) {
@@ -73,18 +74,19 @@ pub fn line_source<'s>(
     let limits = Limits { max_future_skew: cfg.limits.max_future_skew.filter(|_| live), ..cfg.limits };
     let name = read.input.name();
     let feed = read.feed.clone();
+    let archiving = archive.is_some();
     let decoded = read_and_decode(scope, read, limits, archive, metrics.clone(), (fatal, stop.clone()));
-    sequence(decoded, cfg, name, (live, archive), feed, metrics, stop)
+    sequence(decoded, cfg, name, (live, archiving), feed, metrics, stop)
 }
 
 /// Takes chunks from the shared queue and decodes them, on every worker of
 /// the reading process; worker 0 starts the reader thread. `keep` keeps the
-/// events in full (for the archive).
+/// events in full (for the archive), in columns from those spares.
 fn read_and_decode<'s>(
     scope: Scope<'s, Micros>,
     read: LineRead,
     limits: Limits,
-    keep: bool,
+    keep: Option<Arc<Spares>>,
     metrics: Arc<Metrics>,
     (fatal, stop): (Fatal, Stop),
 ) -> Stream<'s, Micros, Vec<DecodedChunk>> {
@@ -146,7 +148,7 @@ fn read_and_decode<'s>(
                     }
                 };
                 let raw = RawChunk { seq, partition: PARTITION, offset, body };
-                out.session(c).give(decode_chunk(raw, &limits, &source, now, keep, &metrics));
+                out.session(c).give(decode_chunk(raw, &limits, &source, now, keep.as_deref(), &metrics));
             }
             if stopping {
                 cap = None;

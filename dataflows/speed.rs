@@ -21,6 +21,7 @@ use timely::worker::Worker;
 use super::kafka_source::{kafka_source, KafkaInput};
 use super::operators::{self, SpeedOut};
 use super::source::{self, LineRead};
+use crate::archive::columns::Spares;
 use crate::archive::writer::ArchiveWriter;
 use crate::archive::writer::Piece;
 use crate::archive::ArchiveConfig;
@@ -60,6 +61,8 @@ pub struct SpeedJob {
     pub sinks: SinksSection,
     /// The archive and the identity of the input in its commit log.
     pub archive: Option<(ArchiveConfig, String)>,
+    /// The archive's emptied columns, from its writer back to the decoders.
+    pub archive_spares: Arc<Spares>,
     pub metrics: Arc<Metrics>,
     pub fatal: Fatal,
     /// SIGINT / SIGTERM (see `crate::shutdown`).
@@ -114,13 +117,15 @@ fn build(worker: &mut Worker, job: &SpeedJob, (feed, reads_lines): (&Arc<Feed>, 
     let with_counts = job.sinks.window_counts.is_some();
     let emitted = Rc::new(RefCell::new(job.emitted.clone().filter(|_| first)));
     let archive_writer = Rc::new(RefCell::new(match (&job.archive, first) {
-        (Some((cfg, source)), true) => Some(ArchiveWriter::start(cfg, source.clone(), job.metrics.clone())?),
+        (Some((cfg, source)), true) => {
+            Some(ArchiveWriter::start(cfg, source.clone(), job.archive_spares.clone(), job.metrics.clone())?)
+        }
         _ => None,
     }));
 
     let stop = Stop { shutdown: job.shutdown.clone(), replayable: job.input.replayable(), fatal: job.fatal.clone() };
     worker.dataflow::<Micros, _, _>(|scope| {
-        let archiving = job.archive.is_some();
+        let archiving = job.archive.is_some().then(|| job.archive_spares.clone());
         let (windows, rejected, pieces) = match &job.input {
             Input::Lines(lines) => source::line_source(
                 scope,

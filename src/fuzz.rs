@@ -15,6 +15,7 @@
 //! - [`collect`]: a `POST /collect` body is accepted or refused.
 
 use crate::alert::{EmitMode, Emitter, FlashSaleRule};
+use crate::archive::columns::Spares;
 use crate::config::StreamConfig;
 use crate::event::timestamp::MAX_MICROS;
 use crate::event::Limits;
@@ -52,7 +53,7 @@ pub fn events(data: &[u8]) {
         }
         let raw = RawChunk { seq, partition: 0, offset: offset as u64, body: RawBody::Lines(part.to_vec()) };
         seq += 1;
-        let decoded = decode_chunk(raw, &limits, "fuzz", NOW, true, &metrics);
+        let decoded = decode_chunk(raw, &limits, "fuzz", NOW, Some(&Spares::default()), &metrics);
         ingestor.classify(decoded, NOW, &mut batch);
         for (at, ev) in batch.windows.drain(..) {
             assert!((0..=MAX_MICROS).contains(&ev.time), "event time out of range: {}", ev.time);

@@ -16,10 +16,13 @@
 
 use std::sync::Arc;
 
+use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, Float64Array, Int32Array, Int64Array, PrimitiveArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
 use super::parquet::schema;
@@ -50,12 +53,6 @@ impl Default for Strings {
 }
 
 impl Strings {
-    fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let mut offsets = Vec::with_capacity(rows + 1);
-        offsets.push(0);
-        Strings { bytes: Vec::with_capacity(bytes), offsets, valid: Vec::new() }
-    }
-
     fn len(&self) -> usize {
         // Saturating: a piece from another process may have lost its
         // leading 0; `holds` then reports the column inconsistent.
@@ -92,15 +89,37 @@ impl Strings {
 
     /// Appends `other`'s values: their bytes and offsets, shifted, in two
     /// copies rather than one push per value.
-    fn append(&mut self, other: Strings) {
+    fn append(&mut self, other: &Strings) {
         let (rows, other_rows) = (self.len(), other.len());
-        append_validity(&mut self.valid, rows, other.valid, other_rows);
+        append_validity(&mut self.valid, rows, &other.valid, other_rows);
         let base = self.end();
         self.bytes.extend_from_slice(&other.bytes);
         // Offsets stay below 2 GiB (see `end`); saturating keeps them
         // monotonic even for a corrupt piece, which `into_array` refuses.
         let shifted = other.offsets.iter().skip(1).map(|&o| base.saturating_add(o));
         self.offsets.extend(shifted);
+    }
+
+    /// No values, the memory kept.
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.offsets.clear();
+        self.offsets.push(0);
+        self.valid.clear();
+    }
+
+    /// The vectors of an array made by [`Strings::into_array`], emptied,
+    /// once nothing else holds them (else fresh ones).
+    fn reclaim(array: Option<StringArray>) -> Self {
+        let Some(array) = array else { return Strings::default() };
+        let (offsets, bytes, _) = array.into_parts();
+        let mut s = Strings {
+            bytes: bytes.into_vec().unwrap_or_default(),
+            offsets: offsets.into_inner().into_inner().into_vec().unwrap_or_default(),
+            valid: Vec::new(),
+        };
+        s.clear();
+        s
     }
 
     fn get(&self, i: usize) -> Option<&str> {
@@ -140,10 +159,6 @@ struct Values<T> {
 }
 
 impl<T: Copy + Default> Values<T> {
-    fn with_capacity(rows: usize) -> Self {
-        Values { values: Vec::with_capacity(rows), valid: Vec::new() }
-    }
-
     fn push(&mut self, v: T) {
         self.values.push(v);
         if !self.valid.is_empty() {
@@ -164,10 +179,15 @@ impl<T: Copy + Default> Values<T> {
         }
     }
 
-    fn append(&mut self, other: Values<T>) {
+    fn append(&mut self, other: &Values<T>) {
         let (rows, other_rows) = (self.values.len(), other.values.len());
-        append_validity(&mut self.valid, rows, other.valid, other_rows);
-        self.values.extend(other.values);
+        append_validity(&mut self.valid, rows, &other.valid, other_rows);
+        self.values.extend_from_slice(&other.values);
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.valid.clear();
     }
 
     fn holds(&self, rows: usize) -> bool {
@@ -188,7 +208,7 @@ impl<T: Copy + Default> Values<T> {
 
 /// Validity of `rows` values followed by `other` of `other_rows`: stays
 /// empty while both are (every value present).
-fn append_validity(valid: &mut Vec<bool>, rows: usize, other: Vec<bool>, other_rows: usize) {
+fn append_validity(valid: &mut Vec<bool>, rows: usize, other: &[bool], other_rows: usize) {
     if valid.is_empty() && other.is_empty() {
         return;
     }
@@ -196,12 +216,60 @@ fn append_validity(valid: &mut Vec<bool>, rows: usize, other: Vec<bool>, other_r
     if other.is_empty() {
         valid.resize(rows + other_rows, true);
     } else {
-        valid.extend(other);
+        valid.extend_from_slice(other);
     }
+}
+
+/// The vector of an array made by [`Values::parts`], emptied, once nothing
+/// else holds it (else a fresh one).
+fn reclaim_values<P: ArrowPrimitiveType>(array: Option<PrimitiveArray<P>>) -> Values<P::Native> {
+    let values = array.and_then(|a| a.into_parts().1.into_inner().into_vec().ok());
+    let mut values = values.unwrap_or_default();
+    values.clear();
+    Values { values, valid: Vec::new() }
 }
 
 fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
     (!valid.is_empty()).then(|| NullBuffer::from(valid))
+}
+
+/// Emptied column sets on their way back from the archive thread to the
+/// decoding workers, which fill them again. Each input chunk's columns are
+/// allocated on a worker and freed on the archive thread; fresh ones came
+/// as freshly faulted, kernel-zeroed pages (measured: a third of what the
+/// archive added to a worker's time, in `clear_page_erms`). One per process.
+pub struct Spares {
+    tx: Sender<ArchiveColumns>,
+    rx: Receiver<ArchiveColumns>,
+}
+
+/// Spare column sets kept: about as many as chunks in flight, ~150 KiB each.
+const SPARES: usize = 32;
+
+impl Default for Spares {
+    fn default() -> Self {
+        let (tx, rx) = bounded(SPARES);
+        Spares { tx, rx }
+    }
+}
+
+impl Spares {
+    /// Empty columns with room for `rows` rows of about `bytes` bytes of
+    /// input: a spare if there is one.
+    pub fn take(&self, rows: usize, bytes: usize) -> ArchiveColumns {
+        let mut c = self.rx.try_recv().unwrap_or_default();
+        c.reserve(rows, bytes);
+        c
+    }
+
+    /// Keeps `columns`' memory for a later [`Spares::take`] (drops it if
+    /// enough are kept already, or if it has none).
+    pub fn give(&self, mut columns: ArchiveColumns) {
+        if columns.time.values.capacity() > 0 {
+            columns.clear();
+            let _ = self.tx.try_send(columns);
+        }
+    }
 }
 
 /// Archive rows in the columns of [`schema`], in arrival order.
@@ -224,23 +292,31 @@ pub struct ArchiveColumns {
 impl ArchiveColumns {
     /// Room for `rows` rows of about `bytes` bytes of input in all.
     pub fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut c = ArchiveColumns::default();
+        c.reserve(rows, bytes);
+        c
+    }
+
+    /// Room for `rows` more rows of about `bytes` bytes of input in all.
+    pub fn reserve(&mut self, rows: usize, bytes: usize) {
         // Of a generated line's ~180 bytes, ~60 are field values: the two
         // long ids take most, the other strings a tenth each.
-        let s = |share: usize| Strings::with_capacity(rows, bytes / share);
-        ArchiveColumns {
-            event_id: s(10),
-            user_id: s(20),
-            product_id: s(20),
-            event_type: s(30),
-            category: s(20),
-            session_id: s(10),
-            time: Values::with_capacity(rows),
-            price: Values::with_capacity(rows),
-            quantity: Values::with_capacity(rows),
-            ingest_time: Values::with_capacity(rows),
-            partition: Values::with_capacity(rows),
-            position: Values::with_capacity(rows),
+        for (s, share) in [
+            (&mut self.event_id, 10),
+            (&mut self.user_id, 20),
+            (&mut self.product_id, 20),
+            (&mut self.event_type, 30),
+            (&mut self.category, 20),
+            (&mut self.session_id, 10),
+        ] {
+            s.bytes.reserve(bytes / share);
+            s.offsets.reserve(rows);
         }
+        for v in [&mut self.time, &mut self.quantity, &mut self.ingest_time, &mut self.position] {
+            v.values.reserve(rows);
+        }
+        self.price.values.reserve(rows);
+        self.partition.values.reserve(rows);
     }
 
     pub fn len(&self) -> usize {
@@ -320,25 +396,85 @@ impl ArchiveColumns {
         out
     }
 
-    /// Appends `other`'s rows, column by column (moves `other` if this is
-    /// empty).
-    pub fn append(&mut self, other: ArchiveColumns) {
-        if self.is_empty() {
-            *self = other;
+    /// Appends `other`'s rows, column by column, and leaves `other` empty
+    /// (its memory kept, for reuse). If this has no memory of its own yet,
+    /// the two swap instead.
+    pub fn append(&mut self, other: &mut ArchiveColumns) {
+        if self.is_empty() && self.time.values.capacity() == 0 {
+            std::mem::swap(self, other);
             return;
         }
-        self.event_id.append(other.event_id);
-        self.user_id.append(other.user_id);
-        self.product_id.append(other.product_id);
-        self.event_type.append(other.event_type);
-        self.category.append(other.category);
-        self.session_id.append(other.session_id);
-        self.time.append(other.time);
-        self.price.append(other.price);
-        self.quantity.append(other.quantity);
-        self.ingest_time.append(other.ingest_time);
-        self.partition.append(other.partition);
-        self.position.append(other.position);
+        self.event_id.append(&other.event_id);
+        self.user_id.append(&other.user_id);
+        self.product_id.append(&other.product_id);
+        self.event_type.append(&other.event_type);
+        self.category.append(&other.category);
+        self.session_id.append(&other.session_id);
+        self.time.append(&other.time);
+        self.price.append(&other.price);
+        self.quantity.append(&other.quantity);
+        self.ingest_time.append(&other.ingest_time);
+        self.partition.append(&other.partition);
+        self.position.append(&other.position);
+        other.clear();
+    }
+
+    /// No rows, the memory kept.
+    pub fn clear(&mut self) {
+        for s in [
+            &mut self.event_id,
+            &mut self.user_id,
+            &mut self.product_id,
+            &mut self.event_type,
+            &mut self.category,
+            &mut self.session_id,
+        ] {
+            s.clear();
+        }
+        self.time.clear();
+        self.price.clear();
+        self.quantity.clear();
+        self.ingest_time.clear();
+        self.partition.clear();
+        self.position.clear();
+    }
+
+    /// Empty columns that reuse the vectors of `batch`, made by
+    /// [`ArchiveColumns::into_batch`], once the Parquet writer is done with
+    /// it. Memory handed back to the allocator came back as freshly
+    /// faulted, kernel-zeroed pages for the next batch (measured: a fifth
+    /// of the archive thread in `clear_page_erms`). A column still shared
+    /// elsewhere is simply allocated anew.
+    pub fn reclaim(batch: RecordBatch) -> ArchiveColumns {
+        fn column<A: Array + Clone + 'static>(batch: &RecordBatch, i: usize) -> Option<A> {
+            batch.columns().get(i)?.as_any().downcast_ref::<A>().cloned()
+        }
+        let strings: Vec<Option<StringArray>> = (0..6).map(|i| column(&batch, i)).collect();
+        let time = column::<TimestampMicrosecondArray>(&batch, 6);
+        let price = column::<Float64Array>(&batch, 7);
+        let quantity = column::<Int64Array>(&batch, 8);
+        let ingest_time = column::<TimestampMicrosecondArray>(&batch, 9);
+        let partition = column::<Int32Array>(&batch, 10);
+        let position = column::<Int64Array>(&batch, 11);
+        // The batch's own references go; the copies above are then the
+        // only holders of each buffer.
+        drop(batch);
+        let mut strings = strings.into_iter().map(Strings::reclaim);
+        let mut next = || strings.next().unwrap_or_default();
+        ArchiveColumns {
+            event_id: next(),
+            user_id: next(),
+            product_id: next(),
+            event_type: next(),
+            category: next(),
+            session_id: next(),
+            time: reclaim_values(time),
+            price: reclaim_values(price),
+            quantity: reclaim_values(quantity),
+            ingest_time: reclaim_values(ingest_time),
+            partition: reclaim_values(partition),
+            position: reclaim_values(position),
+        }
     }
 
     /// The rows as an Arrow record batch, the vectors moved, not copied.
@@ -374,7 +510,6 @@ impl ArchiveColumns {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Array;
 
     fn event(i: usize) -> (String, Option<String>) {
         (format!("u{i}"), (!i.is_multiple_of(3)).then(|| format!("s-ü{i}")))
@@ -461,12 +596,48 @@ mod tests {
         assert_eq!(picked.positions().collect::<Vec<_>>(), [40, 10, 30]);
         assert_eq!(picked.row(1).0, c.row(1).0);
         let mut all = c.select(0..3);
-        all.append(c.select(3..6));
+        all.append(&mut c.select(3..6));
         assert_eq!(all.positions().collect::<Vec<_>>(), c.positions().collect::<Vec<_>>());
         assert_eq!((0..6).map(|i| all.row(i).0).collect::<Vec<_>>(), (0..6).map(|i| c.row(i).0).collect::<Vec<_>>());
         let empty = ArchiveColumns::default();
         assert!(empty.is_empty());
         assert_eq!(empty.into_batch().unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn a_written_batch_gives_its_memory_back_for_the_next() {
+        let c = columns(100);
+        let (bytes, values) = (c.session_id.bytes.as_ptr(), c.position.values.as_ptr());
+        let batch = c.into_batch().unwrap();
+        let mut again = ArchiveColumns::reclaim(batch.clone());
+        assert!(again.is_empty() && again.is_consistent());
+        assert_eq!(again.session_id.bytes.capacity(), 0, "a batch still held elsewhere is not reused");
+        again = ArchiveColumns::reclaim(batch);
+        assert_eq!(again.session_id.bytes.as_ptr(), bytes, "the same string bytes");
+        assert_eq!(again.position.values.as_ptr(), values, "the same values");
+        // Refilled, the reused columns hold exactly the new rows.
+        again.append(&mut columns(7));
+        assert_eq!(again.position.values.as_ptr(), values);
+        assert_eq!(again.into_batch().unwrap(), columns(7).into_batch().unwrap());
+    }
+
+    #[test]
+    fn spares_hand_emptied_columns_back_to_the_decoders() {
+        let spares = Spares::default();
+        let mut pending = columns(3);
+        let mut piece = columns(5);
+        let memory = piece.user_id.bytes.as_ptr();
+        pending.append(&mut piece);
+        assert!(piece.is_empty() && piece.is_consistent(), "emptied by append");
+        spares.give(piece);
+        let mut taken = spares.take(5, 0); // no more than it had room for
+        assert_eq!(taken.user_id.bytes.as_ptr(), memory, "the same memory, taken again");
+        assert!(taken.is_empty() && taken.time.values.capacity() >= 5);
+        taken.append(&mut columns(2));
+        assert_eq!(taken.into_batch().unwrap(), columns(2).into_batch().unwrap());
+        // Without a spare, or for columns without memory, fresh ones.
+        spares.give(ArchiveColumns::default());
+        assert!(spares.take(4, 100).time.values.capacity() >= 4);
     }
 
     #[test]
@@ -477,7 +648,7 @@ mod tests {
         for (from, to) in [(0, 9), (2, 9), (1, 3), (2, 3)] {
             for k in from..=to {
                 let mut joined = c.select(from..k);
-                joined.append(c.select(k..to));
+                joined.append(&mut c.select(k..to));
                 assert!(joined.is_consistent());
                 let want = c.select(from..to);
                 assert_eq!(

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
-use super::columns::ArchiveColumns;
+use super::columns::{ArchiveColumns, Spares};
 use super::commit_log::{temp_path, CommitLog, FileEntry, InputRange, Record};
 use super::parquet::{day_of, event_date, PartWriter};
 use super::ArchiveConfig;
@@ -51,8 +51,14 @@ pub struct ArchiveWriter {
 
 impl ArchiveWriter {
     /// Opens the archive (recovering it) and starts the thread. `source`
-    /// identifies the input in commit records.
-    pub fn start(cfg: &ArchiveConfig, source: String, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    /// identifies the input in commit records; the columns of pieces
+    /// written go back to the decoders through `spares`.
+    pub fn start(
+        cfg: &ArchiveConfig,
+        source: String,
+        spares: Arc<Spares>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         let log = CommitLog::open(&cfg.dir)?;
         let (tx, rx) = bounded(64);
         let mut state = State {
@@ -65,6 +71,7 @@ impl ArchiveWriter {
             opened: 0,
             range: BTreeMap::new(),
             oldest: None,
+            spares,
             metrics,
         };
         let thread = std::thread::Builder::new()
@@ -126,6 +133,7 @@ struct State {
     /// and the partition's clock at `through`.
     range: BTreeMap<u32, (u64, u64, Option<Checkpoint>)>,
     oldest: Option<Instant>,
+    spares: Arc<Spares>,
     metrics: Arc<Metrics>,
 }
 
@@ -188,7 +196,7 @@ impl State {
                 }
             };
             self.rows += rows.len();
-            part.writer.write(rows)?;
+            self.spares.give(part.writer.write(rows)?);
         }
         self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
         if self.rows > 0 && self.oldest.is_none() {

@@ -197,6 +197,7 @@ pub fn execute(
     let job = SpeedJob {
         cfg: validated,
         archive,
+        archive_spares: Default::default(),
         input,
         kafka: uses_kafka.then(|| config.kafka.clone()),
         emitted,

@@ -13,7 +13,7 @@
 
 use compact_str::CompactString;
 
-use crate::archive::columns::{ArchiveColumns, Origin};
+use crate::archive::columns::{ArchiveColumns, Origin, Spares};
 use crate::event::decode::{check, Checked};
 use crate::event::{decode, DeadLetter, Event, Limits, Micros, Reason};
 use crate::kafka::consumer::MessageBatch;
@@ -110,14 +110,14 @@ impl DecodedChunk {
 }
 
 /// Decodes every line of a chunk; `keep` keeps the valid events in full
-/// (for the archive). Pure apart from reading `limits`; the tallies of
-/// refused lines go to `metrics`.
+/// (for the archive), in columns taken from those spares. Pure apart from
+/// reading `limits`; the tallies of refused lines go to `metrics`.
 pub fn decode_chunk(
     chunk: RawChunk,
     limits: &Limits,
     source: &str,
     now: Micros,
-    keep: bool,
+    keep: Option<&Spares>,
     metrics: &Metrics,
 ) -> DecodedChunk {
     let mut out = DecodedChunk { seq: chunk.seq, partition: chunk.partition, ..DecodedChunk::default() };
@@ -144,8 +144,8 @@ pub fn decode_chunk(
             // and faulted in fresh pages for each larger vector.
             let lines = memchr::memchr_iter(b'\n', data).count() + 1;
             out.sightings.reserve_exact(lines);
-            if keep {
-                out.archive = ArchiveColumns::with_capacity(lines, data.len());
+            if let Some(spares) = keep {
+                out.archive = spares.take(lines, data.len());
             }
             let mut pos = 0usize;
             while pos < data.len() {
@@ -161,7 +161,7 @@ pub fn decode_chunk(
                     continue; // blank lines carry no event
                 }
                 match check(line, limits, now) {
-                    Ok(ev) => out.push(ev, at, (start, end), now, keep),
+                    Ok(ev) => out.push(ev, at, (start, end), now, keep.is_some()),
                     Err(e) => reject(line, e.reason, e.detail, at),
                 }
             }
@@ -202,20 +202,20 @@ pub fn decode_messages(
     limits: &Limits,
     source: &str,
     now: Micros,
-    keep: bool,
+    keep: Option<&Spares>,
     metrics: &Metrics,
 ) -> DecodedChunk {
     let mut out = DecodedChunk { seq, partition: batch.partition, ..DecodedChunk::default() };
     out.end = batch.offsets.last().map_or(0, |o| o + 1);
     out.sightings.reserve(batch.offsets.len());
-    if keep {
-        out.archive = ArchiveColumns::with_capacity(batch.offsets.len(), batch.data.len());
+    if let Some(spares) = keep {
+        out.archive = spares.take(batch.offsets.len(), batch.data.len());
     }
     let mut dead = [0u64; Reason::ALL.len()];
     for (offset, span) in batch.spans() {
         let payload = &batch.data[span.0..span.1];
         match check(payload, limits, now) {
-            Ok(ev) => out.push(ev, offset, span, now, keep),
+            Ok(ev) => out.push(ev, offset, span, now, keep.is_some()),
             Err(e) => {
                 dead[e.reason.index()] += 1;
                 out.rejects.push(DeadLetter {
@@ -304,7 +304,8 @@ impl Ingestor {
         if self.keep_events {
             // The decoded columns themselves go on to the archive (moved,
             // unless the batch already holds another chunk's).
-            out.archive.append(chunk.archive);
+            let mut archive = chunk.archive;
+            out.archive.append(&mut archive);
         }
         chunk.input
     }
@@ -415,7 +416,7 @@ mod tests {
         let data = b"{\"user_id\":\"u\",\"product_id\":\"p\",\"event_type\":\"view\",\"timestamp\":\"2026-11-24T10:07:00Z\"}\r\n\nnot json\n{\"user_id\":\"u\",\"product_id\":\"p\",\"event_type\":\"view\",\"timestamp\":\"2026-11-24T09:00:00Z\"}";
         let m = Metrics::default();
         let raw = RawChunk { seq: 0, partition: 0, offset: 100, body: RawBody::Lines(data.to_vec()) };
-        let decoded = decode_chunk(raw, &Limits::default(), "file:t", 0, true, &m);
+        let decoded = decode_chunk(raw, &Limits::default(), "file:t", 0, Some(&Spares::default()), &m);
         let mut out = Batch::default();
         ing.classify(decoded, 0, &mut out);
         assert_eq!(out.windows.len(), 1);
@@ -448,7 +449,9 @@ mod tests {
             ing.clock().add_partition(0, 0);
             let raw = RawChunk { seq: 0, partition: 0, offset: 0, body: RawBody::Lines(data.to_vec()) };
             let mut out = Batch::default();
-            ing.classify(decode_chunk(raw, &Limits::default(), "file:t", 0, keep, &Metrics::default()), 0, &mut out);
+            let spares = Spares::default();
+            let keep_in = keep.then_some(&spares);
+            ing.classify(decode_chunk(raw, &Limits::default(), "file:t", 0, keep_in, &Metrics::default()), 0, &mut out);
             assert_eq!(out.archive.len(), if keep { 2 } else { 0 });
             out.rejects
         };
@@ -468,7 +471,7 @@ mod tests {
             offset: 7,
             body: RawBody::Oversize { len: 5000, prefix: b"{\"a".to_vec() },
         };
-        let d = decode_chunk(raw, &Limits::default(), "stdin", 0, false, &m);
+        let d = decode_chunk(raw, &Limits::default(), "stdin", 0, None, &m);
         assert_eq!(d.seq, 3);
         assert_eq!(d.rejects.len(), 1);
         assert_eq!(d.rejects[0].reason, Reason::TooLarge);
