@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 venv="$(bench/venv.sh)"
-exec "$venv/bin/python" bench/batch.py --binary target/release/clickwatch "$@"
+exec "$venv/bin/python" bench/batch.py --binary "${CARGO_TARGET_DIR:-target}/release/clickwatch" "$@"

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet
 venv="$(bench/venv.sh bench/requirements-spark.txt)"
 export SPARK_LOCAL_IP=127.0.0.1
-exec "$venv/bin/python" bench/compare.py --binary target/release/clickwatch "$@"
+exec "$venv/bin/python" bench/compare.py --binary "${CARGO_TARGET_DIR:-target}/release/clickwatch" "$@"

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-exec python3 bench/soak.py --binary target/release/clickwatch "$@"
+exec python3 bench/soak.py --binary "${CARGO_TARGET_DIR:-target}/release/clickwatch" "$@"
