@@ -5,9 +5,8 @@
 //! `quantity`, `ingest_time` (timestamp µs UTC), `source_partition`,
 //! `source_offset`. The date is not a column: it is the Hive directory
 //! `event_date=YYYY-MM-DD`, which Spark, DuckDB and pyarrow turn back into
-//! a column. Zstd compression (not for event times, where it gains
-//! nothing); repeating strings dictionary-encoded, unique ids and times
-//! delta-encoded (see [`writer_properties`]).
+//! a column. Zstd compression; repeating strings dictionary-encoded,
+//! unique ids and times delta-encoded (see [`writer_properties`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -82,11 +81,6 @@ pub fn writer_properties() -> WriterProperties {
         .set_column_encoding(column("ingest_time"), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(column("source_offset"), false)
         .set_column_encoding(column("source_offset"), Encoding::DELTA_BINARY_PACKED)
-        // Event times arrive out of order by up to the jitter: their
-        // delta-packed bits are noise to zstd, which gained nothing on them
-        // (3.29 MB either way per million rows; `benches/archive_encode.rs`)
-        // for ~4 % of the encoder's time.
-        .set_column_compression(column("event_time"), Compression::UNCOMPRESSED)
         // Min/max per column chunk is what readers prune with: times,
         // offsets, prices. Not for strings: events arrive in time order,
         // not id order, so every row group spans (nearly) all ids and a
@@ -349,8 +343,7 @@ mod tests {
         let rg = meta.row_group(0);
         assert_eq!(rg.num_columns(), 12);
         for c in rg.columns() {
-            let raw = c.column_path().string() == "event_time";
-            assert_eq!(matches!(c.compression(), Compression::ZSTD(_)), !raw, "{:?}", c.column_path());
+            assert!(matches!(c.compression(), Compression::ZSTD(_)), "{:?}", c.column_path());
         }
         let product = rg.columns().iter().find(|c| c.column_path().string() == "product_id").unwrap();
         assert!(product.dictionary_page_offset().is_some(), "strings are dictionary-encoded");
