@@ -265,7 +265,7 @@ impl Spares {
     /// Keeps `columns`' memory for a later [`Spares::take`] (drops it if
     /// enough are kept already, or if it has none).
     pub fn give(&self, mut columns: ArchiveColumns) {
-        if columns.time.values.capacity() > 0 {
+        if columns.has_memory() {
             columns.clear();
             let _ = self.tx.try_send(columns);
         }
@@ -290,25 +290,30 @@ pub struct ArchiveColumns {
 }
 
 impl ArchiveColumns {
-    /// Room for `rows` rows of about `bytes` bytes of input in all.
-    pub fn with_capacity(rows: usize, bytes: usize) -> Self {
-        let mut c = ArchiveColumns::default();
-        c.reserve(rows, bytes);
-        c
+    /// Whether these columns have memory of their own (default ones have
+    /// none); every column's is reserved and kept together.
+    fn has_memory(&self) -> bool {
+        self.time.values.capacity() > 0
+    }
+
+    /// The string columns, in schema order.
+    fn strings_mut(&mut self) -> [&mut Strings; 6] {
+        [
+            &mut self.event_id,
+            &mut self.user_id,
+            &mut self.product_id,
+            &mut self.event_type,
+            &mut self.category,
+            &mut self.session_id,
+        ]
     }
 
     /// Room for `rows` more rows of about `bytes` bytes of input in all.
     pub fn reserve(&mut self, rows: usize, bytes: usize) {
         // Of a generated line's ~180 bytes, ~60 are field values: the two
-        // long ids take most, the other strings a tenth each.
-        for (s, share) in [
-            (&mut self.event_id, 10),
-            (&mut self.user_id, 20),
-            (&mut self.product_id, 20),
-            (&mut self.event_type, 30),
-            (&mut self.category, 20),
-            (&mut self.session_id, 10),
-        ] {
+        // long ids take most, the other strings a tenth each (shares in
+        // the order of `strings_mut`).
+        for (s, share) in self.strings_mut().into_iter().zip([10, 20, 20, 30, 20, 10]) {
             s.bytes.reserve(bytes / share);
             s.offsets.reserve(rows);
         }
@@ -400,7 +405,7 @@ impl ArchiveColumns {
     /// (its memory kept, for reuse). If this has no memory of its own yet,
     /// the two swap instead.
     pub fn append(&mut self, other: &mut ArchiveColumns) {
-        if self.is_empty() && self.time.values.capacity() == 0 {
+        if self.is_empty() && !self.has_memory() {
             std::mem::swap(self, other);
             return;
         }
@@ -421,16 +426,7 @@ impl ArchiveColumns {
 
     /// No rows, the memory kept.
     pub fn clear(&mut self) {
-        for s in [
-            &mut self.event_id,
-            &mut self.user_id,
-            &mut self.product_id,
-            &mut self.event_type,
-            &mut self.category,
-            &mut self.session_id,
-        ] {
-            s.clear();
-        }
+        self.strings_mut().into_iter().for_each(Strings::clear);
         self.time.clear();
         self.price.clear();
         self.quantity.clear();
