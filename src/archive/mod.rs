@@ -12,6 +12,8 @@
 pub mod columns;
 pub mod commit_log;
 pub mod compact;
+pub mod dictionary;
+mod hybrid;
 pub mod parquet;
 pub mod writer;
 

@@ -5,8 +5,10 @@
 //! `quantity`, `ingest_time` (timestamp µs UTC), `source_partition`,
 //! `source_offset`. The date is not a column: it is the Hive directory
 //! `event_date=YYYY-MM-DD`, which Spark, DuckDB and pyarrow turn back into
-//! a column. Zstd compression; repeating strings dictionary-encoded,
-//! unique ids and times delta-encoded (see [`writer_properties`]).
+//! a column. Zstd compression; the repeating columns dictionary-encoded
+//! by [`DictColumn`], unique ids and times delta-encoded by arrow-rs's
+//! column writers (see [`writer_properties`]); [`PartWriter`] puts both
+//! into each row group.
 
 use std::fs::File;
 use std::path::Path;
@@ -17,12 +19,15 @@ use arrow_array::TimestampMicrosecondArray;
 use arrow_array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
+use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{ColumnPath, SchemaDescPtr};
 
 use super::columns::{ArchiveColumns, Origin};
+use super::dictionary::{DictColumn, Physical, ZSTD_LEVEL};
 use crate::event::{Event, EventRef, Micros};
 
 /// One archived row: the event plus where and when it was read.
@@ -60,26 +65,23 @@ pub fn writer_properties() -> WriterProperties {
     let builder = WriterProperties::builder()
         // Level 1: measured ~25% less archive CPU than the default 3 for a
         // few percent more bytes; the archive must keep up with the stream.
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        // Dictionaries for the columns that repeat (user, product, type,
-        // category, price, quantity, partition). Not for values that are
-        // (nearly) unique: the writer interns every value until the
-        // dictionary page overflows, then falls back to plain, so the work
-        // is wasted (measured: ~20 % of the archive thread's CPU).
-        .set_dictionary_enabled(true)
-        .set_column_dictionary_enabled(column("session_id"), false)
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
+        // The columns that repeat (user, product, type, category, price,
+        // quantity, partition) are dictionary-encoded by `DictColumn`, not
+        // by these properties. The ones arrow-rs writes are (nearly)
+        // unique: its writer would intern every value until the dictionary
+        // page overflows, then fall back to plain, the work wasted
+        // (measured: ~20 % of the archive thread's CPU).
+        .set_dictionary_enabled(false)
+        .set_column_encoding(column("session_id"), Encoding::PLAIN)
         // Ids and times: deltas. Generated and many real ids share long
         // prefixes (DELTA_BYTE_ARRAY stores only what differs), times and
         // offsets increase: zstd then has a fraction of the bytes to
         // compress (archive -12 % CPU and -12 % bytes on the benchmark).
         // Spark (≥ 3.3), DuckDB and pyarrow read both encodings.
-        .set_column_dictionary_enabled(column("event_id"), false)
         .set_column_encoding(column("event_id"), Encoding::DELTA_BYTE_ARRAY)
-        .set_column_dictionary_enabled(column("event_time"), false)
         .set_column_encoding(column("event_time"), Encoding::DELTA_BINARY_PACKED)
-        .set_column_dictionary_enabled(column("ingest_time"), false)
         .set_column_encoding(column("ingest_time"), Encoding::DELTA_BINARY_PACKED)
-        .set_column_dictionary_enabled(column("source_offset"), false)
         .set_column_encoding(column("source_offset"), Encoding::DELTA_BINARY_PACKED)
         // Min/max per column chunk is what readers prune with: times,
         // offsets, prices. Not for strings: events arrive in time order,
@@ -112,25 +114,67 @@ pub fn event_date(t: Micros) -> String {
     }
 }
 
+/// Rows per row group (about; a group closes after the batch that
+/// reaches it).
+const ROW_GROUP: u64 = 1 << 20;
+
+/// The columns that repeat, dictionary-encoded by [`DictColumn`] (the
+/// others go through arrow-rs's column writers, see [`writer_properties`]).
+const DICTIONARY_COLUMNS: [&str; 7] =
+    ["user_id", "product_id", "event_type", "category", "price", "quantity", "source_partition"];
+
+/// How one column of a row group is being encoded.
+enum ColumnEncoder {
+    // Both boxed: the two differ in size by over a kilobyte.
+    Arrow(Box<ArrowColumnWriter>),
+    Dictionary(Box<DictColumn>),
+}
+
 /// A Parquet file being written. Pieces (one input chunk each, ~1.5 k
 /// rows) are gathered into record batches of [`BATCH`] rows before they go
-/// to the Parquet writer: it spends a fixed cost per batch and column, which
-/// on chunk-sized batches was ~10 % of the archive thread (more when the
-/// workers share its core). At most one batch per open file is held.
+/// to the column encoders: they spend a fixed cost per batch and column,
+/// which on chunk-sized batches was ~10 % of the archive thread (more when
+/// the workers share its core). At most one batch per open file is held,
+/// besides the encoded pages of the row group being built.
 pub struct PartWriter {
-    writer: ArrowWriter<File>,
+    file: SerializedFileWriter<File>,
+    descr: SchemaDescPtr,
+    factory: ArrowRowGroupWriterFactory,
+    /// The row group being built, one encoder per column; `None` before
+    /// its first batch.
+    group: Option<Vec<ColumnEncoder>>,
+    group_rows: u64,
+    groups: usize,
     path: std::path::PathBuf,
-    /// Rows not yet handed to the Parquet writer.
+    /// Rows not yet handed to the encoders.
     pending: ArchiveColumns,
-    /// Rows handed to the Parquet writer.
+    /// Rows handed to the encoders.
     written: u64,
 }
 
 impl PartWriter {
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let writer = ArrowWriter::try_new(file, schema(), Some(writer_properties()))?;
-        Ok(PartWriter { writer, path: path.to_owned(), pending: ArchiveColumns::default(), written: 0 })
+        let arrow_schema = schema();
+        let mut props = writer_properties();
+        // As `ArrowWriter` does: readers take column types (the UTC time
+        // zone) from the Arrow schema kept in the footer.
+        add_encoded_arrow_schema_to_metadata(&arrow_schema, &mut props);
+        let descr =
+            Arc::new(ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(&arrow_schema)?);
+        let file = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))?;
+        let factory = ArrowRowGroupWriterFactory::new(&file, arrow_schema);
+        Ok(PartWriter {
+            file,
+            descr,
+            factory,
+            group: None,
+            group_rows: 0,
+            groups: 0,
+            path: path.to_owned(),
+            pending: ArchiveColumns::default(),
+            written: 0,
+        })
     }
 
     /// Writes the rows of `columns` (to the file once a batch is full);
@@ -143,6 +187,29 @@ impl PartWriter {
         Ok(columns)
     }
 
+    fn encoders(&self) -> anyhow::Result<Vec<ColumnEncoder>> {
+        let schema = schema();
+        let arrow = self.factory.create_column_writers(self.groups)?;
+        schema
+            .fields()
+            .iter()
+            .zip(arrow)
+            .map(|(field, writer)| {
+                if !DICTIONARY_COLUMNS.contains(&field.name().as_str()) {
+                    return Ok(ColumnEncoder::Arrow(Box::new(writer)));
+                }
+                let physical = match field.data_type() {
+                    DataType::Utf8 => Physical::Utf8,
+                    DataType::Float64 => Physical::Double,
+                    DataType::Int64 => Physical::Int64,
+                    DataType::Int32 => Physical::Int32,
+                    other => bail!("no dictionary encoding for {} ({other})", field.name()),
+                };
+                Ok(ColumnEncoder::Dictionary(Box::new(DictColumn::new(physical, field.is_nullable())?)))
+            })
+            .collect()
+    }
+
     fn flush(&mut self) -> anyhow::Result<()> {
         let columns = std::mem::take(&mut self.pending);
         let n = columns.len() as u64;
@@ -150,11 +217,49 @@ impl PartWriter {
             return Ok(());
         }
         let batch = columns.into_batch()?;
-        self.writer.write(&batch).with_context(|| format!("writing {}", self.path.display()))?;
-        // The encoder keeps no reference to the batch: its vectors hold
+        if self.group.is_none() {
+            self.group = Some(self.encoders()?);
+        }
+        let schema = batch.schema();
+        let encoders = self.group.iter_mut().flatten();
+        for ((encoder, array), field) in encoders.zip(batch.columns()).zip(schema.fields()) {
+            match encoder {
+                ColumnEncoder::Arrow(w) => {
+                    for leaf in compute_leaves(field, array)? {
+                        w.write(&leaf)?;
+                    }
+                }
+                ColumnEncoder::Dictionary(d) => d.write(array.as_ref())?,
+            }
+        }
+        drop(schema);
+        // The encoders keep no reference to the batch: its vectors hold
         // the next batch.
         self.pending = ArchiveColumns::reclaim(batch);
         self.written += n;
+        self.group_rows += n;
+        if self.group_rows >= ROW_GROUP {
+            self.close_group().with_context(|| format!("writing {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the row group being built to the file.
+    fn close_group(&mut self) -> anyhow::Result<()> {
+        let Some(encoders) = self.group.take() else { return Ok(()) };
+        let mut group = self.file.next_row_group()?;
+        for (i, encoder) in encoders.into_iter().enumerate() {
+            match encoder {
+                ColumnEncoder::Arrow(w) => w.close()?.append_to_row_group(&mut group)?,
+                ColumnEncoder::Dictionary(mut d) => {
+                    let (bytes, close) = d.close(self.descr.column(i))?;
+                    group.append_column(&bytes, close)?;
+                }
+            }
+        }
+        group.close()?;
+        self.groups += 1;
+        self.group_rows = 0;
         Ok(())
     }
 
@@ -167,7 +272,8 @@ impl PartWriter {
     /// in bytes.
     pub fn finish(mut self) -> anyhow::Result<u64> {
         self.flush()?;
-        let file = self.writer.into_inner().with_context(|| format!("finishing {}", self.path.display()))?;
+        self.close_group().with_context(|| format!("writing {}", self.path.display()))?;
+        let file = self.file.into_inner().with_context(|| format!("finishing {}", self.path.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
         Ok(file.metadata()?.len())
     }

@@ -1,0 +1,185 @@
+//! Tests of the hand-written dictionary columns: the interner alone, and
+//! whole files read back by the Parquet crate's reader (written through
+//! `PartWriter`, the archive's only writer).
+
+use std::fs::File;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::basic::Encoding;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::SerializedFileWriter;
+
+use super::*;
+
+#[test]
+fn interner_finds_what_it_added_long_short_and_alike() {
+    let mut d = Dictionary::default();
+    let values: Vec<String> = (0..20_000)
+        .map(|i| match i % 4 {
+            0 => format!("u{i}"),
+            1 => format!("a-rather-long-identifier-{i}-with-a-common-suffix"),
+            2 => format!("{i:0>16}"),
+            _ => format!("x{}", "é".repeat(i % 40)),
+        })
+        .collect();
+    let first: Vec<u32> = values.iter().map(|v| d.intern(v.as_bytes()).0).collect();
+    // Every distinct value got its own index, in first-seen order...
+    let distinct: std::collections::HashSet<&String> = values.iter().collect();
+    assert_eq!(d.len(), distinct.len());
+    // ...and is found again (through table growth), never added twice.
+    for (v, &i) in values.iter().zip(&first) {
+        assert_eq!(d.intern(v.as_bytes()), (i, false), "{v}");
+        assert_eq!(d.value(i as usize), v.as_bytes());
+    }
+    // Values equal in their first and last 8 bytes and length, but not in
+    // the middle, are told apart.
+    let (a, b) = (d.intern(b"0123456789abcdefXYZ-0123456789abcdef"), d.intern(b"0123456789abcdefXYW-0123456789abcdef"));
+    assert!(a.1 && b.1 && a.0 != b.0);
+    // The empty string is a value like any other.
+    let e = d.intern(b"");
+    assert!(e.1);
+    assert_eq!(d.intern(b""), (e.0, false));
+}
+
+/// Writes `columns` (name, array) as one file of row groups of `batch`
+/// rows per page, `DictColumn`s only, and reads it back.
+fn round_trip(columns: Vec<(&str, ArrayRef)>, batch: usize) -> (RecordBatch, SerializedFileReader<File>) {
+    let fields: Vec<Field> = columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect();
+    let schema = Arc::new(Schema::new(fields));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.parquet");
+    let descr = Arc::new(ArrowSchemaConverter::new().convert(&schema).unwrap());
+    let mut file =
+        SerializedFileWriter::new(File::create(&path).unwrap(), descr.root_schema_ptr(), Default::default()).unwrap();
+    let mut group = file.next_row_group().unwrap();
+    for (i, (_, array)) in columns.iter().enumerate() {
+        let physical = match array.data_type() {
+            DataType::Utf8 => Physical::Utf8,
+            DataType::Float64 => Physical::Double,
+            DataType::Int64 => Physical::Int64,
+            _ => Physical::Int32,
+        };
+        let mut d = DictColumn::new(physical, true).unwrap();
+        let mut at = 0;
+        while at < array.len() {
+            let n = batch.min(array.len() - at);
+            d.write(array.slice(at, n).as_ref()).unwrap();
+            at += n;
+        }
+        let (bytes, close) = d.close(descr.column(i)).unwrap();
+        group.append_column(&bytes, close).unwrap();
+    }
+    group.close().unwrap();
+    file.close().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
+    let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+    let read = arrow_select_concat(&batches);
+    (read, SerializedFileReader::new(File::open(&path).unwrap()).unwrap())
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    // One batch per 1024 rows by default: compare column by column.
+    let schema = batches[0].schema();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            concat(&parts)
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+fn concat(parts: &[&dyn Array]) -> ArrayRef {
+    let any = parts[0].as_any();
+    if any.is::<StringArray>() {
+        let v: Vec<Option<&str>> =
+            parts.iter().flat_map(|p| p.as_any().downcast_ref::<StringArray>().unwrap().iter()).collect();
+        Arc::new(StringArray::from(v))
+    } else if any.is::<Float64Array>() {
+        let v: Vec<Option<f64>> =
+            parts.iter().flat_map(|p| p.as_any().downcast_ref::<Float64Array>().unwrap().iter()).collect();
+        Arc::new(Float64Array::from(v))
+    } else if any.is::<Int64Array>() {
+        let v: Vec<Option<i64>> =
+            parts.iter().flat_map(|p| p.as_any().downcast_ref::<Int64Array>().unwrap().iter()).collect();
+        Arc::new(Int64Array::from(v))
+    } else {
+        let v: Vec<Option<i32>> =
+            parts.iter().flat_map(|p| p.as_any().downcast_ref::<Int32Array>().unwrap().iter()).collect();
+        Arc::new(Int32Array::from(v))
+    }
+}
+
+#[test]
+fn columns_read_back_with_nulls_widths_and_statistics() {
+    let n = 70_000usize;
+    let strings: ArrayRef = Arc::new(StringArray::from(
+        (0..n).map(|i| (i % 7 != 3).then(|| format!("user-{}", (i * 7919) % 3000))).collect::<Vec<_>>(),
+    ));
+    let one_value: ArrayRef = Arc::new(Int32Array::from(vec![4; n]));
+    let prices: ArrayRef = Arc::new(Float64Array::from(
+        (0..n).map(|i| (i % 5 == 0).then_some(-3.5 + (i % 301) as f64 * 0.25)).collect::<Vec<_>>(),
+    ));
+    let quantities: ArrayRef = Arc::new(Int64Array::from((0..n).map(|i| i as i64 % 9 - 4).collect::<Vec<_>>()));
+    let no_value: ArrayRef = Arc::new(Float64Array::from(vec![None; n]));
+    let columns = vec![("s", strings), ("one", one_value), ("price", prices), ("q", quantities), ("none", no_value)];
+    let (read, reader) = round_trip(columns.clone(), 6_000);
+    for (i, (name, array)) in columns.iter().enumerate() {
+        assert_eq!(read.column(i).as_ref(), array.as_ref(), "column {name}");
+    }
+    let rg = reader.metadata().row_group(0);
+    for c in rg.columns() {
+        assert!(c.dictionary_page_offset().is_some(), "{}", c.column_path());
+        assert!(c.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+    }
+    assert!(rg.column(0).statistics().is_none(), "no string statistics");
+    match rg.column(2).statistics() {
+        Some(Statistics::Double(s)) => {
+            assert_eq!((s.min_opt(), s.max_opt()), (Some(&-3.5), Some(&71.5)));
+            assert_eq!(s.null_count_opt(), Some((n - n / 5) as u64));
+            assert_eq!(s.nan_count_opt(), Some(0), "doubles in total order count their NaNs");
+        }
+        other => panic!("price statistics {other:?}"),
+    }
+    match rg.column(3).statistics() {
+        Some(Statistics::Int64(s)) => assert_eq!((s.min_opt(), s.max_opt()), (Some(&-4), Some(&4))),
+        other => panic!("quantity statistics {other:?}"),
+    }
+    let none = rg.column(4).statistics().expect("a column of nulls has statistics");
+    assert_eq!((none.null_count_opt(), none.min_bytes_opt()), (Some(n as u64), None));
+}
+
+#[test]
+fn a_dictionary_past_its_limit_falls_back_to_plain_pages() {
+    // Unique ids of ~40 bytes: the dictionary passes 1 MiB within the
+    // first pages; the rest is PLAIN, and every value still reads back.
+    let n = 60_000usize;
+    let ids: ArrayRef = Arc::new(StringArray::from(
+        (0..n).map(|i| Some(format!("{i:08}-0000-4000-8000-{:012}", i * 31))).collect::<Vec<_>>(),
+    ));
+    let (read, reader) = round_trip(vec![("id", ids.clone())], 5_000);
+    assert_eq!(read.column(0).as_ref(), ids.as_ref());
+    let c = reader.metadata().row_group(0).column(0).clone();
+    let encodings: Vec<Encoding> = c.encodings().collect();
+    assert!(encodings.contains(&Encoding::PLAIN) && encodings.contains(&Encoding::RLE_DICTIONARY), "{encodings:?}");
+}
+
+#[test]
+fn words_are_the_first_and_last_eight_bytes_zero_padded() {
+    let bytes: Vec<u8> = (1..=24).collect();
+    for n in 0..=24 {
+        let v = &bytes[..n];
+        let pad = |s: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..s.len()].copy_from_slice(s);
+            u64::from_le_bytes(w)
+        };
+        let expect = if n >= 8 { (pad(&v[..8]), pad(&v[n - 8..])) } else { (pad(v), 0) };
+        assert_eq!(words(v), expect, "{n} bytes");
+    }
+}
