@@ -24,10 +24,10 @@
 use arrow_array::{Array, Float64Array, Int32Array, Int64Array, StringArray};
 use arrow_buffer::NullBuffer;
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
@@ -96,6 +96,19 @@ fn words(v: &[u8]) -> (u64, u64) {
     }
 }
 
+/// Where a value's search starts: for values of at most 16 bytes, a mix
+/// of the two words (they are the whole value); longer ones are hashed
+/// whole, so that ids differing only in the middle (`user-000123@shop`)
+/// do not all share one probe chain.
+#[inline]
+fn hash_of(v: &[u8], a: u64, b: u64) -> u64 {
+    if v.len() <= 16 {
+        hash(a, b, v.len())
+    } else {
+        xxhash_rust::xxh3::xxh3_64(v)
+    }
+}
+
 #[inline]
 fn hash(a: u64, b: u64, len: usize) -> u64 {
     // Two multiply-xorshift rounds: enough to spread ids that differ only
@@ -134,7 +147,7 @@ impl Dictionary {
         // Values are single fields of one event, far below 4 GiB.
         let len = v.len() as u32;
         let mask = self.slots.len() - 1;
-        let mut at = hash(a, b, v.len()) as usize & mask;
+        let mut at = hash_of(v, a, b) as usize & mask;
         loop {
             let slot = self.slots[at];
             if slot.index == 0 {
@@ -163,7 +176,8 @@ impl Dictionary {
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); size]);
         let mask = size - 1;
         for slot in old.into_iter().filter(|s| s.index != 0) {
-            let mut at = hash(slot.a, slot.b, slot.len as usize) as usize & mask;
+            let value = self.value(slot.index as usize - 1);
+            let mut at = hash_of(value, slot.a, slot.b) as usize & mask;
             while self.slots[at].index != 0 {
                 at = (at + 1) & mask;
             }
@@ -404,10 +418,16 @@ impl DictColumn {
     /// The chunk's bytes (dictionary page first) and what the row group
     /// needs to know of them; the column is empty again afterwards.
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        // The pages carry definition levels exactly when this column was
+        // made nullable: the schema must say the same.
+        if descr.max_def_level() != i16::from(self.nullable) || descr.max_rep_level() != 0 {
+            anyhow::bail!("column {} is not a flat column of the nullability written", descr.path());
+        }
         let mut sink = TrackedWrite::new(Vec::new());
         let (mut compressed, mut uncompressed) = (0u64, 0u64);
         let mut encodings = vec![Encoding::RLE];
         let mut data_offset = None;
+        let (mut dict_pages, mut plain_pages) = (0usize, 0usize);
         {
             let mut pages = SerializedPageWriter::new(&mut sink);
             let has_dict_pages = self.pages.iter().any(|p| p.encoding() == Encoding::RLE_DICTIONARY);
@@ -425,8 +445,13 @@ impl DictColumn {
                 encodings.extend([Encoding::PLAIN, Encoding::RLE_DICTIONARY]);
             }
             for page in self.pages.drain(..) {
-                if page.encoding() == Encoding::PLAIN && !encodings.contains(&Encoding::PLAIN) {
-                    encodings.push(Encoding::PLAIN);
+                if page.encoding() == Encoding::PLAIN {
+                    plain_pages += 1;
+                    if !encodings.contains(&Encoding::PLAIN) {
+                        encodings.push(Encoding::PLAIN);
+                    }
+                } else {
+                    dict_pages += 1;
                 }
                 let spec = pages.write_page(page)?;
                 data_offset.get_or_insert(spec.offset);
@@ -436,6 +461,19 @@ impl DictColumn {
             pages.close()?;
         }
         let has_dict = encodings.contains(&Encoding::RLE_DICTIONARY);
+        // Which pages are dictionary-encoded: without these, parquet-mr
+        // (Spark) cannot tell that no page fell back to PLAIN and does not
+        // skip row groups by their dictionaries.
+        let stat = |page_type, encoding, count: usize| PageEncodingStats { page_type, encoding, count: count as i32 };
+        let mut page_stats = Vec::new();
+        if has_dict {
+            page_stats.push(stat(PageType::DICTIONARY_PAGE, Encoding::PLAIN, 1));
+        }
+        for (encoding, count) in [(Encoding::RLE_DICTIONARY, dict_pages), (Encoding::PLAIN, plain_pages)] {
+            if count > 0 {
+                page_stats.push(stat(PageType::DATA_PAGE, encoding, count));
+            }
+        }
         let mut meta = ColumnChunkMetaData::builder(descr)
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL)?))
             .set_encodings(encodings)
@@ -443,7 +481,8 @@ impl DictColumn {
             .set_total_compressed_size(compressed as i64)
             .set_total_uncompressed_size(uncompressed as i64)
             .set_data_page_offset(data_offset.unwrap_or(0) as i64)
-            .set_dictionary_page_offset(has_dict.then_some(0));
+            .set_dictionary_page_offset(has_dict.then_some(0))
+            .set_page_encoding_stats(page_stats);
         if self.physical != Physical::Utf8 {
             meta = meta.set_statistics(self.bounds.statistics(self.physical, self.nulls, self.nans));
         }

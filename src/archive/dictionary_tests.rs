@@ -40,6 +40,27 @@ fn interner_finds_what_it_added_long_short_and_alike() {
     // the middle, are told apart.
     let (a, b) = (d.intern(b"0123456789abcdefXYZ-0123456789abcdef"), d.intern(b"0123456789abcdefXYW-0123456789abcdef"));
     assert!(a.1 && b.1 && a.0 != b.0);
+    // Long values that differ only in the middle do not share one probe
+    // chain (hashed by their ends alone, 50 k of them made one chain of
+    // 50 k slots, and interning quadratic).
+    let mut m = Dictionary::default();
+    let ids: Vec<String> = (0..50_000).map(|i| format!("user:00{i:06}@example.com")).collect();
+    ids.iter().for_each(|v| _ = m.intern(v.as_bytes()));
+    assert_eq!(m.len(), 50_000);
+    let mask = m.slots.len() - 1;
+    let longest = ids
+        .iter()
+        .map(|v| {
+            let (a, b) = words(v.as_bytes());
+            let home = hash_of(v.as_bytes(), a, b) as usize & mask;
+            let mut at = home;
+            while m.value(m.slots[at].index as usize - 1) != v.as_bytes() {
+                at = (at + 1) & mask;
+            }
+            (at + m.slots.len() - home) & mask
+        })
+        .max();
+    assert!(longest < Some(64), "longest probe {longest:?}");
     // The empty string is a value like any other.
     let e = d.intern(b"");
     assert!(e.1);
@@ -137,6 +158,10 @@ fn columns_read_back_with_nulls_widths_and_statistics() {
         assert!(c.dictionary_page_offset().is_some(), "{}", c.column_path());
         assert!(c.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
     }
+    for c in rg.columns() {
+        let mask = c.page_encoding_stats_mask().expect("page encoding statistics");
+        assert!(mask.is_only(Encoding::RLE_DICTIONARY), "every data page dictionary-encoded");
+    }
     assert!(rg.column(0).statistics().is_none(), "no string statistics");
     match rg.column(2).statistics() {
         Some(Statistics::Double(s)) => {
@@ -167,6 +192,10 @@ fn a_dictionary_past_its_limit_falls_back_to_plain_pages() {
     let c = reader.metadata().row_group(0).column(0).clone();
     let encodings: Vec<Encoding> = c.encodings().collect();
     assert!(encodings.contains(&Encoding::PLAIN) && encodings.contains(&Encoding::RLE_DICTIONARY), "{encodings:?}");
+    // The page encoding statistics say that some data pages fell back
+    // (read back, by default, as the mask of data page encodings).
+    let mask = c.page_encoding_stats_mask().expect("page encoding statistics");
+    assert!(mask.is_set(Encoding::PLAIN) && mask.is_set(Encoding::RLE_DICTIONARY));
 }
 
 #[test]
