@@ -379,13 +379,10 @@ impl DictColumn {
             let levels = (buf.len() - 4) as u32;
             buf[..4].copy_from_slice(&levels.to_le_bytes());
         }
-        let encoding = match self.plain.take() {
+        let encoding = match &mut self.plain {
             Some(plain) => {
-                buf.extend_from_slice(&plain);
-                self.plain = Some(plain).map(|mut p| {
-                    p.clear();
-                    p
-                });
+                buf.extend_from_slice(plain);
+                plain.clear();
                 Encoding::PLAIN
             }
             None => {
@@ -425,13 +422,19 @@ impl DictColumn {
         }
         let mut sink = TrackedWrite::new(Vec::new());
         let (mut compressed, mut uncompressed) = (0u64, 0u64);
-        let mut encodings = vec![Encoding::RLE];
+        let dict_pages = self.pages.iter().filter(|p| p.encoding() == Encoding::RLE_DICTIONARY).count();
+        let plain_pages = self.pages.len() - dict_pages;
+        let has_dict = dict_pages > 0;
+        // RLE: the levels and indices; PLAIN: the dictionary page's values
+        // or fallen-back data pages.
+        let mut encodings = vec![Encoding::RLE, Encoding::PLAIN];
+        if has_dict {
+            encodings.push(Encoding::RLE_DICTIONARY);
+        }
         let mut data_offset = None;
-        let (mut dict_pages, mut plain_pages) = (0usize, 0usize);
         {
             let mut pages = SerializedPageWriter::new(&mut sink);
-            let has_dict_pages = self.pages.iter().any(|p| p.encoding() == Encoding::RLE_DICTIONARY);
-            if has_dict_pages {
+            if has_dict {
                 let plain = self.dict.plain(self.physical);
                 let page = Page::DictionaryPage {
                     buf: Bytes::from(self.compressor.compress(&plain)?),
@@ -442,17 +445,8 @@ impl DictColumn {
                 let spec = pages.write_page(CompressedPage::new(page, plain.len()))?;
                 compressed += spec.compressed_size as u64;
                 uncompressed += spec.uncompressed_size as u64;
-                encodings.extend([Encoding::PLAIN, Encoding::RLE_DICTIONARY]);
             }
             for page in self.pages.drain(..) {
-                if page.encoding() == Encoding::PLAIN {
-                    plain_pages += 1;
-                    if !encodings.contains(&Encoding::PLAIN) {
-                        encodings.push(Encoding::PLAIN);
-                    }
-                } else {
-                    dict_pages += 1;
-                }
                 let spec = pages.write_page(page)?;
                 data_offset.get_or_insert(spec.offset);
                 compressed += spec.compressed_size as u64;
@@ -460,7 +454,6 @@ impl DictColumn {
             }
             pages.close()?;
         }
-        let has_dict = encodings.contains(&Encoding::RLE_DICTIONARY);
         // Which pages are dictionary-encoded: without these, parquet-mr
         // (Spark) cannot tell that no page fell back to PLAIN and does not
         // skip row groups by their dictionaries.

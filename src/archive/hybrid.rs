@@ -50,24 +50,15 @@ pub fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
         out.push(((groups as u8) << 1) | 1);
         out.reserve(groups * width as usize);
         let (mut acc, mut bits) = (0u64, 0u32);
-        for group in run.chunks(8) {
-            for &v in group {
-                acc |= u64::from(v) << bits;
-                bits += width;
-                while bits >= 8 {
-                    out.push(acc as u8);
-                    acc >>= 8;
-                    bits -= 8;
-                }
-            }
-            // A short last group is padded with zeros to 8 values.
-            for _ in group.len()..8 {
-                bits += width;
-                while bits >= 8 {
-                    out.push(acc as u8);
-                    acc >>= 8;
-                    bits -= 8;
-                }
+        // A short last group is padded with zeros to 8 values.
+        let padded = run.iter().copied().chain(std::iter::repeat(0)).take(groups * 8);
+        for v in padded {
+            acc |= u64::from(v) << bits;
+            bits += width;
+            while bits >= 8 {
+                out.push(acc as u8);
+                acc >>= 8;
+                bits -= 8;
             }
         }
     }

@@ -90,7 +90,6 @@ pub fn writer_properties() -> WriterProperties {
         // value (measured: 14 % of Parquet encoding). Per-page statistics
         // and column indexes likewise cost per value for no reader benefit.
         .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_max_row_group_row_count(Some(1 << 20))
         .set_created_by(format!("clickwatch {}", env!("CARGO_PKG_VERSION")));
     STRING_COLUMNS
         .iter()
@@ -98,8 +97,9 @@ pub fn writer_properties() -> WriterProperties {
         .build()
 }
 
-/// The string columns (no statistics, see [`writer_properties`]).
-const STRING_COLUMNS: [&str; 6] = ["event_id", "user_id", "product_id", "event_type", "category", "session_id"];
+/// The string columns arrow-rs writes (no statistics, see
+/// [`writer_properties`]; `DictColumn` gives its string columns none).
+const STRING_COLUMNS: [&str; 2] = ["event_id", "session_id"];
 
 /// Days since the epoch of an event time (cheap; see [`event_date`]).
 pub fn day_of(t: Micros) -> i64 {
@@ -232,7 +232,6 @@ impl PartWriter {
                 ColumnEncoder::Dictionary(d) => d.write(array.as_ref())?,
             }
         }
-        drop(schema);
         // The encoders keep no reference to the batch: its vectors hold
         // the next batch.
         self.pending = ArchiveColumns::reclaim(batch);
