@@ -64,6 +64,21 @@ pub fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
     }
 }
 
+/// A v1 data page's definition levels for `len` rows, `nulls` their
+/// validity (`None`: all present): the levels' byte length, then their
+/// hybrid runs.
+pub fn levels(nulls: Option<&NullBuffer>, len: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    match nulls {
+        None => repeat(1, 1, len, out),
+        Some(n) => pack_bits(n, out),
+    }
+    // The levels of one page of rows, far below 4 GiB.
+    let bytes = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&bytes.to_le_bytes());
+}
+
 /// The definition levels (1 present, 0 null) of `nulls`, bit-packed: the
 /// validity bitmap already is that, a byte per group of 8.
 pub fn pack_bits(nulls: &NullBuffer, out: &mut Vec<u8>) {

@@ -9,9 +9,11 @@
 //! - [`writer`]: the thread that rolls files by size and age and commits.
 //! - [`compact`]: merging a day's small files.
 
+mod chunk;
 pub mod columns;
 pub mod commit_log;
 pub mod compact;
+pub mod delta;
 pub mod dictionary;
 mod hybrid;
 pub mod parquet;

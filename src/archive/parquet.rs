@@ -5,10 +5,10 @@
 //! `quantity`, `ingest_time` (timestamp µs UTC), `source_partition`,
 //! `source_offset`. The date is not a column: it is the Hive directory
 //! `event_date=YYYY-MM-DD`, which Spark, DuckDB and pyarrow turn back into
-//! a column. Zstd compression; the repeating columns dictionary-encoded
-//! by [`DictColumn`], unique ids and times delta-encoded by arrow-rs's
-//! column writers (see [`writer_properties`]); [`PartWriter`] puts both
-//! into each row group.
+//! a column. Zstd compression; every column encoded by hand ([`PartWriter`]
+//! says why): the repeating ones dictionary-encoded by [`DictColumn`],
+//! times and offsets `DELTA_BINARY_PACKED` by [`DeltaColumn`], event ids
+//! `DELTA_BYTE_ARRAY` and session ids `PLAIN` by [`BytesColumn`].
 
 use std::fs::File;
 use std::path::Path;
@@ -18,16 +18,19 @@ use anyhow::{bail, Context};
 use arrow_array::TimestampMicrosecondArray;
 use arrow_array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::{add_encoded_arrow_schema_to_metadata, ArrowSchemaConverter};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::{ColumnPath, SchemaDescPtr};
+use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr};
 
+use super::chunk::ZSTD_LEVEL;
 use super::columns::{ArchiveColumns, Origin};
-use super::dictionary::{DictColumn, Physical, ZSTD_LEVEL};
+use super::delta::{BytesColumn, DeltaColumn};
+use super::dictionary::{DictColumn, Physical};
 use crate::event::{Event, EventRef, Micros};
 
 /// One archived row: the event plus where and when it was read.
@@ -60,46 +63,14 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
+/// The file's properties. The columns are encoded by hand (see
+/// [`PartWriter`]): what is left here is what the file's footer says.
 pub fn writer_properties() -> WriterProperties {
-    let column = ColumnPath::from;
-    let builder = WriterProperties::builder()
-        // Level 1: measured ~25% less archive CPU than the default 3 for a
-        // few percent more bytes; the archive must keep up with the stream.
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default()))
-        // The columns that repeat (user, product, type, category, price,
-        // quantity, partition) are dictionary-encoded by `DictColumn`, not
-        // by these properties. The ones arrow-rs writes are (nearly)
-        // unique: its writer would intern every value until the dictionary
-        // page overflows, then fall back to plain, the work wasted
-        // (measured: ~20 % of the archive thread's CPU).
-        .set_dictionary_enabled(false)
-        .set_column_encoding(column("session_id"), Encoding::PLAIN)
-        // Ids and times: deltas. Generated and many real ids share long
-        // prefixes (DELTA_BYTE_ARRAY stores only what differs), times and
-        // offsets increase: zstd then has a fraction of the bytes to
-        // compress (archive -12 % CPU and -12 % bytes on the benchmark).
-        // Spark (≥ 3.3), DuckDB and pyarrow read both encodings.
-        .set_column_encoding(column("event_id"), Encoding::DELTA_BYTE_ARRAY)
-        .set_column_encoding(column("event_time"), Encoding::DELTA_BINARY_PACKED)
-        .set_column_encoding(column("ingest_time"), Encoding::DELTA_BINARY_PACKED)
-        .set_column_encoding(column("source_offset"), Encoding::DELTA_BINARY_PACKED)
-        // Min/max per column chunk is what readers prune with: times,
-        // offsets, prices. Not for strings: events arrive in time order,
-        // not id order, so every row group spans (nearly) all ids and a
-        // string range prunes nothing, while computing it compares every
-        // value (measured: 14 % of Parquet encoding). Per-page statistics
-        // and column indexes likewise cost per value for no reader benefit.
-        .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_created_by(format!("clickwatch {}", env!("CARGO_PKG_VERSION")));
-    STRING_COLUMNS
-        .iter()
-        .fold(builder, |b, c| b.set_column_statistics_enabled(column(c), EnabledStatistics::None))
+        .set_created_by(format!("clickwatch {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
-
-/// The string columns arrow-rs writes (no statistics, see
-/// [`writer_properties`]; `DictColumn` gives its string columns none).
-const STRING_COLUMNS: [&str; 2] = ["event_id", "session_id"];
 
 /// Days since the epoch of an event time (cheap; see [`event_date`]).
 pub fn day_of(t: Micros) -> i64 {
@@ -118,16 +89,60 @@ pub fn event_date(t: Micros) -> String {
 /// reaches it).
 const ROW_GROUP: u64 = 1 << 20;
 
-/// The columns that repeat, dictionary-encoded by [`DictColumn`] (the
-/// others go through arrow-rs's column writers, see [`writer_properties`]).
-const DICTIONARY_COLUMNS: [&str; 7] =
-    ["user_id", "product_id", "event_type", "category", "price", "quantity", "source_partition"];
-
-/// How one column of a row group is being encoded.
+/// How one column of a row group is encoded (all three boxed: they differ
+/// in size by hundreds of bytes).
 enum ColumnEncoder {
-    // Both boxed: the two differ in size by over a kilobyte.
-    Arrow(Box<ArrowColumnWriter>),
+    /// The columns that repeat: user, product, event type, category,
+    /// price, quantity, partition.
     Dictionary(Box<DictColumn>),
+    /// Times and offsets.
+    Delta(Box<DeltaColumn>),
+    /// Event and session ids.
+    Bytes(Box<BytesColumn>),
+}
+
+impl ColumnEncoder {
+    /// The encoder of one column of [`schema`].
+    fn of(field: &Field) -> anyhow::Result<Self> {
+        let dictionary =
+            |physical| Ok(ColumnEncoder::Dictionary(Box::new(DictColumn::new(physical, field.is_nullable())?)));
+        match (field.name().as_str(), field.data_type()) {
+            // Generated and many real ids share long prefixes:
+            // DELTA_BYTE_ARRAY stores only what differs (archive -12 % CPU
+            // and -12 % bytes on the benchmark, then through arrow-rs).
+            ("event_id", DataType::Utf8) => {
+                Ok(ColumnEncoder::Bytes(Box::new(BytesColumn::new(Encoding::DELTA_BYTE_ARRAY)?)))
+            }
+            // Session ids share little with the previous row's.
+            ("session_id", DataType::Utf8) => {
+                Ok(ColumnEncoder::Bytes(Box::new(BytesColumn::new(Encoding::DELTA_BYTE_ARRAY)?)))
+            }
+            (_, DataType::Utf8) => dictionary(Physical::Utf8),
+            (_, DataType::Float64) => dictionary(Physical::Double),
+            ("quantity", DataType::Int64) => dictionary(Physical::Int64),
+            (_, DataType::Int32) => dictionary(Physical::Int32),
+            (_, DataType::Int64 | DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                Ok(ColumnEncoder::Delta(Box::new(DeltaColumn::new()?)))
+            }
+            (name, other) => bail!("no encoding for archive column {name} ({other})"),
+        }
+    }
+
+    fn write(&mut self, array: &dyn Array) -> anyhow::Result<()> {
+        match self {
+            ColumnEncoder::Dictionary(c) => c.write(array),
+            ColumnEncoder::Delta(c) => c.write(array),
+            ColumnEncoder::Bytes(c) => c.write(array),
+        }
+    }
+
+    fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        match self {
+            ColumnEncoder::Dictionary(c) => c.close(descr),
+            ColumnEncoder::Delta(c) => c.close(descr),
+            ColumnEncoder::Bytes(c) => c.close(descr),
+        }
+    }
 }
 
 /// A Parquet file being written. Pieces (one input chunk each, ~1.5 k
@@ -139,7 +154,6 @@ enum ColumnEncoder {
 pub struct PartWriter {
     file: SerializedFileWriter<File>,
     descr: SchemaDescPtr,
-    factory: ArrowRowGroupWriterFactory,
     /// The row group being built, one encoder per column; `None` before
     /// its first batch.
     group: Option<Vec<ColumnEncoder>>,
@@ -163,11 +177,9 @@ impl PartWriter {
         let descr =
             Arc::new(ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(&arrow_schema)?);
         let file = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))?;
-        let factory = ArrowRowGroupWriterFactory::new(&file, arrow_schema);
         Ok(PartWriter {
             file,
             descr,
-            factory,
             group: None,
             group_rows: 0,
             groups: 0,
@@ -187,29 +199,6 @@ impl PartWriter {
         Ok(columns)
     }
 
-    fn encoders(&self) -> anyhow::Result<Vec<ColumnEncoder>> {
-        let schema = schema();
-        let arrow = self.factory.create_column_writers(self.groups)?;
-        schema
-            .fields()
-            .iter()
-            .zip(arrow)
-            .map(|(field, writer)| {
-                if !DICTIONARY_COLUMNS.contains(&field.name().as_str()) {
-                    return Ok(ColumnEncoder::Arrow(Box::new(writer)));
-                }
-                let physical = match field.data_type() {
-                    DataType::Utf8 => Physical::Utf8,
-                    DataType::Float64 => Physical::Double,
-                    DataType::Int64 => Physical::Int64,
-                    DataType::Int32 => Physical::Int32,
-                    other => bail!("no dictionary encoding for {} ({other})", field.name()),
-                };
-                Ok(ColumnEncoder::Dictionary(Box::new(DictColumn::new(physical, field.is_nullable())?)))
-            })
-            .collect()
-    }
-
     fn flush(&mut self) -> anyhow::Result<()> {
         let columns = std::mem::take(&mut self.pending);
         let n = columns.len() as u64;
@@ -218,19 +207,10 @@ impl PartWriter {
         }
         let batch = columns.into_batch()?;
         if self.group.is_none() {
-            self.group = Some(self.encoders()?);
+            self.group = Some(schema().fields().iter().map(|f| ColumnEncoder::of(f)).collect::<anyhow::Result<_>>()?);
         }
-        let schema = batch.schema();
-        let encoders = self.group.iter_mut().flatten();
-        for ((encoder, array), field) in encoders.zip(batch.columns()).zip(schema.fields()) {
-            match encoder {
-                ColumnEncoder::Arrow(w) => {
-                    for leaf in compute_leaves(field, array)? {
-                        w.write(&leaf)?;
-                    }
-                }
-                ColumnEncoder::Dictionary(d) => d.write(array.as_ref())?,
-            }
+        for (encoder, array) in self.group.iter_mut().flatten().zip(batch.columns()) {
+            encoder.write(array.as_ref())?;
         }
         // The encoders keep no reference to the batch: its vectors hold
         // the next batch.
@@ -247,14 +227,9 @@ impl PartWriter {
     fn close_group(&mut self) -> anyhow::Result<()> {
         let Some(encoders) = self.group.take() else { return Ok(()) };
         let mut group = self.file.next_row_group()?;
-        for (i, encoder) in encoders.into_iter().enumerate() {
-            match encoder {
-                ColumnEncoder::Arrow(w) => w.close()?.append_to_row_group(&mut group)?,
-                ColumnEncoder::Dictionary(mut d) => {
-                    let (bytes, close) = d.close(self.descr.column(i))?;
-                    group.append_column(&bytes, close)?;
-                }
-            }
+        for (i, mut encoder) in encoders.into_iter().enumerate() {
+            let (bytes, close) = encoder.close(self.descr.column(i))?;
+            group.append_column(&bytes, close)?;
         }
         group.close()?;
         self.groups += 1;

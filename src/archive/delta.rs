@@ -1,0 +1,231 @@
+//! The archive's columns that do not repeat, encoded by hand: times and
+//! offsets as `DELTA_BINARY_PACKED`, event ids as `DELTA_BYTE_ARRAY`,
+//! session ids `PLAIN`.
+//!
+//! Through arrow-rs's column writers these five columns took about a
+//! quarter of the archive thread (its general encoders, level builders
+//! and a gather per value). Here a page is one pass over the batch's
+//! values into one buffer, which [`Chunk`] compresses; the formats are the
+//! Parquet specification's, which Spark (≥ 3.3), DuckDB and pyarrow read.
+//!
+//! - `DELTA_BINARY_PACKED`: a header (block size 128, 4 miniblocks, value
+//!   count, first value), then per block of 128 deltas their minimum and,
+//!   per miniblock of 32, the deltas less the minimum bit-packed at the
+//!   miniblock's width. Times arrive nearly in order and offsets in
+//!   order, so deltas are small: a few bits where a value takes 64.
+//! - `DELTA_BYTE_ARRAY`: per value the length of the prefix it shares
+//!   with the previous value and the suffix that differs: prefix lengths
+//!   and suffix lengths each `DELTA_BINARY_PACKED`, then the suffixes end
+//!   to end. Generated and many real ids share long prefixes.
+
+use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
+use bytes::Bytes;
+use parquet::basic::Encoding;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnDescPtr;
+
+use super::chunk::{Chunk, Extras};
+use super::hybrid;
+
+/// Values per block of deltas, and miniblocks per block (arrow-rs's and
+/// parquet-mr's choice).
+const BLOCK: usize = 128;
+const MINIBLOCKS: usize = 4;
+const MINIBLOCK: usize = BLOCK / MINIBLOCKS;
+
+/// `v` as an unsigned LEB128 varint.
+fn uleb(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Packs 32 values of `width` bits (at most 64), least significant bit
+/// first: `4 × width` bytes.
+fn pack32(values: &[u64; MINIBLOCK], width: u32, out: &mut Vec<u8>) {
+    if width == 0 {
+        return;
+    }
+    let (mut acc, mut bits) = (0u128, 0u32);
+    for &v in values {
+        // `bits` < 64 and `v` < 2^64: the shifted value fits in 128 bits.
+        acc |= u128::from(v) << bits;
+        bits += width;
+        if bits >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
+        }
+    }
+    // 32 × width bits: what is left is 0 or 32 bits.
+    out.extend_from_slice(&(acc as u64).to_le_bytes()[..(bits / 8) as usize]);
+}
+
+/// `values` `DELTA_BINARY_PACKED`.
+pub fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
+    uleb(BLOCK as u64, out);
+    uleb(MINIBLOCKS as u64, out);
+    uleb(values.len() as u64, out);
+    uleb(zigzag(values.first().copied().unwrap_or(0)), out);
+    let mut deltas = [0i64; BLOCK];
+    let mut mini = [0u64; MINIBLOCK];
+    for start in (1..values.len()).step_by(BLOCK) {
+        let block = &values[start - 1..values.len().min(start + BLOCK)];
+        let n = block.len() - 1;
+        for (d, w) in deltas.iter_mut().zip(block.windows(2)) {
+            // Deltas wrap, as the format's arithmetic does.
+            *d = w[1].wrapping_sub(w[0]);
+        }
+        let min = deltas[..n].iter().copied().min().unwrap_or(0);
+        uleb(zigzag(min), out);
+        let widths_at = out.len();
+        out.extend_from_slice(&[0; MINIBLOCKS]);
+        for (m, part) in deltas[..n].chunks(MINIBLOCK).enumerate() {
+            // Above the minimum: fits in 64 bits unsigned.
+            mini.fill(0);
+            for (slot, &d) in mini.iter_mut().zip(part) {
+                *slot = d.wrapping_sub(min) as u64;
+            }
+            let width = 64 - mini.iter().fold(0, |acc, v| acc | v).leading_zeros();
+            out[widths_at + m] = width as u8;
+            pack32(&mini, width, out);
+        }
+    }
+}
+
+/// The length of the prefix `a` and `b` share, compared 8 bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while let (Some(x), Some(y)) = (a[i..n].first_chunk::<8>(), b[i..n].first_chunk::<8>()) {
+        let diff = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
+}
+
+/// A required 64-bit integer column (times, offsets), delta-encoded, with
+/// min/max statistics: readers prune row groups by time with them.
+pub struct DeltaColumn {
+    chunk: Chunk,
+    bounds: Option<(i64, i64)>,
+    scratch: Vec<u8>,
+}
+
+impl DeltaColumn {
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(DeltaColumn { chunk: Chunk::new(false)?, bounds: None, scratch: Vec::new() })
+    }
+
+    /// Writes `array` (`Int64` or `Timestamp(µs)`, no nulls) as one page.
+    pub fn write(&mut self, array: &dyn Array) -> anyhow::Result<()> {
+        let any = array.as_any();
+        let values: &[i64] = match (any.downcast_ref::<Int64Array>(), any.downcast_ref::<TimestampMicrosecondArray>()) {
+            (Some(a), _) => a.values(),
+            (_, Some(a)) => a.values(),
+            _ => anyhow::bail!("not a 64-bit integer column"),
+        };
+        self.write_values(values, array.null_count())
+    }
+
+    fn write_values(&mut self, values: &[i64], nulls: usize) -> anyhow::Result<()> {
+        if values.is_empty() {
+            return Ok(());
+        }
+        let (lo, hi) =
+            values.iter().fold(self.bounds.unwrap_or((i64::MAX, i64::MIN)), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        self.bounds = Some((lo, hi));
+        self.scratch.clear();
+        delta_binary_packed(values, &mut self.scratch);
+        self.chunk.data_page(&self.scratch, values.len(), nulls, Encoding::DELTA_BINARY_PACKED)
+    }
+
+    pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        let (lo, hi) = self.bounds.take().unzip();
+        let statistics = Some(Statistics::new(lo, hi, None, Some(0), false));
+        self.chunk.close(descr, Extras { dictionary: None, statistics })
+    }
+}
+
+/// A nullable string column of (nearly) unique values: `DELTA_BYTE_ARRAY`
+/// (ids sharing prefixes) or `PLAIN`. No statistics: events arrive in time
+/// order, not id order, so a row group's id range prunes nothing.
+pub struct BytesColumn {
+    encoding: Encoding,
+    chunk: Chunk,
+    prefixes: Vec<i64>,
+    suffixes: Vec<i64>,
+    bytes: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl BytesColumn {
+    pub fn new(encoding: Encoding) -> anyhow::Result<Self> {
+        if !matches!(encoding, Encoding::PLAIN | Encoding::DELTA_BYTE_ARRAY) {
+            anyhow::bail!("no {encoding} encoding for a string column");
+        }
+        Ok(BytesColumn {
+            encoding,
+            chunk: Chunk::new(true)?,
+            prefixes: Vec::new(),
+            suffixes: Vec::new(),
+            bytes: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Writes `array` (`Utf8`) as one page.
+    pub fn write(&mut self, array: &dyn Array) -> anyhow::Result<()> {
+        let Some(a) = array.as_any().downcast_ref::<StringArray>() else { anyhow::bail!("not a string column") };
+        if a.is_empty() {
+            return Ok(());
+        }
+        let nulls = a.nulls().filter(|n| n.null_count() > 0);
+        let present = (0..a.len()).filter(|&i| nulls.is_none_or(|n| n.is_valid(i)));
+        let values = present.map(|i| a.value(i).as_bytes());
+        let buf = &mut self.scratch;
+        buf.clear();
+        hybrid::levels(nulls, a.len(), buf);
+        if self.encoding == Encoding::PLAIN {
+            for v in values {
+                // One field of one event, far below 4 GiB.
+                buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                buf.extend_from_slice(v);
+            }
+        } else {
+            self.prefixes.clear();
+            self.suffixes.clear();
+            self.bytes.clear();
+            let mut previous: &[u8] = &[];
+            for v in values {
+                let shared = common_prefix(previous, v);
+                self.prefixes.push(shared as i64);
+                self.suffixes.push((v.len() - shared) as i64);
+                self.bytes.extend_from_slice(&v[shared..]);
+                previous = v;
+            }
+            delta_binary_packed(&self.prefixes, buf);
+            delta_binary_packed(&self.suffixes, buf);
+            buf.extend_from_slice(&self.bytes);
+        }
+        self.chunk.data_page(buf, a.len(), nulls.map_or(0, |n| n.null_count()), self.encoding)
+    }
+
+    pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        self.chunk.close(descr, Extras { dictionary: None, statistics: None })
+    }
+}
+
+#[cfg(test)]
+#[path = "delta_tests.rs"]
+mod tests;
