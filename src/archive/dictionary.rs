@@ -75,6 +75,10 @@ struct Slot {
 /// enough lookups in flight to cover a load from L3 (measured: 8).
 const AHEAD: usize = 8;
 
+/// Tables of at most this many slots (96 KiB) are looked up without
+/// prefetching.
+const CACHED_SLOTS: usize = 4096;
+
 /// A value's words and where its search starts.
 #[derive(Clone, Copy, Default)]
 struct Probe {
@@ -177,6 +181,18 @@ impl Dictionary {
         indices: &mut Vec<u32>,
         mut new: impl FnMut(&[u8]),
     ) {
+        if self.slots.len() <= CACHED_SLOTS {
+            // The table is in L1/L2 anyway (event types, categories,
+            // quantities, prices): a prefetch would only cost.
+            for v in values {
+                let (i, is_new) = self.intern(v);
+                indices.push(i);
+                if is_new {
+                    new(v);
+                }
+            }
+            return;
+        }
         let mut ring: [(&[u8], Probe); AHEAD] = [(&[], Probe::default()); AHEAD];
         let mut values = values.fuse();
         let mut queued = 0;
