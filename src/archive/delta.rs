@@ -5,7 +5,7 @@
 //! Through arrow-rs's column writers these five columns took about a
 //! quarter of the archive thread (its general encoders, level builders
 //! and a gather per value). Here a page is one pass over the batch's
-//! values into one buffer, which [`Chunk`] compresses; the formats are the
+//! values into one buffer, which `Chunk` compresses; the formats are the
 //! Parquet specification's, which Spark (≥ 3.3), DuckDB and pyarrow read.
 //!
 //! - `DELTA_BINARY_PACKED`: a header (block size 128, 4 miniblocks, value

@@ -14,10 +14,8 @@
 //! What is written is ordinary Parquet that every reader knows: per column
 //! chunk a PLAIN dictionary page, then one v1 data page per batch holding
 //! definition levels (nullable columns) and RLE/bit-packed hybrid indices
-//! (`RLE_DICTIONARY`), each page zstd-compressed. The page headers and the
-//! chunk's metadata are the Parquet crate's own (`SerializedPageWriter`,
-//! `ColumnChunkMetaData`); the chunk joins the file through
-//! `SerializedRowGroupWriter::append_column`. If a dictionary outgrows
+//! (`RLE_DICTIONARY`); `Chunk` compresses the pages and writes their
+//! headers and the chunk's metadata. If a dictionary outgrows
 //! [`MAX_DICTIONARY_BYTES`] (ids that do not repeat), later pages of the
 //! chunk are PLAIN, as arrow-rs falls back too.
 
@@ -39,7 +37,9 @@ pub const MAX_DICTIONARY_BYTES: usize = 1024 * 1024;
 /// How the dictionary's values are stored, and which statistics they get.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Physical {
-    /// UTF-8 strings: no statistics (see `parquet::writer_properties`).
+    /// UTF-8 strings: no statistics (events arrive in time order, not in
+    /// the order of users or products, so a row group's string range prunes
+    /// nothing while computing it compares every value).
     Utf8,
     Double,
     Int64,
@@ -172,7 +172,7 @@ impl Dictionary {
     /// Interns each of `values` in order: its index goes to `indices`, and
     /// a value seen for the first time also to `new`.
     ///
-    /// Values are hashed [`AHEAD`] ahead of their lookup and their slot's
+    /// Values are hashed `AHEAD` ahead of their lookup and their slot's
     /// cache line prefetched: a table of 20 k users is larger than a core's
     /// L2, and waiting for the slot's load was 40 % of interning.
     pub fn intern_all<'v>(

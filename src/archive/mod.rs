@@ -3,7 +3,10 @@
 //! by Spark, DuckDB and pyarrow.
 //!
 //! - [`columns`]: rows in columns, as the decoding workers build them.
-//! - [`parquet`]: the file format (schema, zstd, dictionary strings).
+//! - [`parquet`]: the file format (schema, which column gets which
+//!   encoding), written column by column by [`dictionary`] (the repeating
+//!   columns), [`delta`] (ids, times, offsets) and `chunk` (pages, chunk
+//!   metadata, zstd), with `hybrid` (RLE/bit-packed runs).
 //! - [`commit_log`]: which files exist and which input they cover; atomic
 //!   commits and crash recovery.
 //! - [`writer`]: the thread that rolls files by size and age and commits.
