@@ -249,6 +249,27 @@ impl Chunk {
     }
 }
 
+/// For the encoders' tests: writes a file of one row group whose column
+/// `i` is what `column(i, its descriptor)` encodes.
+#[cfg(test)]
+pub(crate) fn write_test_file(
+    path: &std::path::Path,
+    schema: &arrow_schema::Schema,
+    mut column: impl FnMut(usize, ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)>,
+) -> anyhow::Result<()> {
+    let descr = std::sync::Arc::new(parquet::arrow::ArrowSchemaConverter::new().convert(schema)?);
+    let file = std::fs::File::create(path)?;
+    let mut file = parquet::file::writer::SerializedFileWriter::new(file, descr.root_schema_ptr(), Default::default())?;
+    let mut group = file.next_row_group()?;
+    for i in 0..descr.num_columns() {
+        let (bytes, close) = column(i, descr.column(i))?;
+        group.append_column(&bytes, close)?;
+    }
+    group.close()?;
+    file.close()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,11 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowSchemaConverter;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::serialized_reader::ReadOptionsBuilder;
-use parquet::file::writer::SerializedFileWriter;
 
 use super::*;
-use crate::archive::chunk::raw_frame;
+use crate::archive::chunk::{raw_frame, write_test_file};
 
 fn read_uleb(bytes: &[u8], at: &mut usize) -> u64 {
     let (mut v, mut shift) = (0u64, 0);
@@ -140,26 +138,22 @@ fn round_trip(columns: Vec<(&str, ArrayRef, Encoder)>, page: usize) -> (RecordBa
     let schema = Arc::new(Schema::new(fields));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.parquet");
-    let descr = Arc::new(ArrowSchemaConverter::new().convert(&schema).unwrap());
-    let mut file =
-        SerializedFileWriter::new(File::create(&path).unwrap(), descr.root_schema_ptr(), Default::default()).unwrap();
-    let mut group = file.next_row_group().unwrap();
-    for (i, (_, array, mut encoder)) in columns.into_iter().enumerate() {
+    let mut columns: Vec<(ArrayRef, Encoder)> = columns.into_iter().map(|(_, a, e)| (a, e)).collect();
+    write_test_file(&path, &schema, |i, descr| {
+        let (array, encoder) = &mut columns[i];
         for at in (0..array.len()).step_by(page) {
             let part = array.slice(at, page.min(array.len() - at));
-            match &mut encoder {
-                Encoder::Delta(c) => c.write(part.as_ref()).unwrap(),
-                Encoder::Bytes(c) => c.write(part.as_ref()).unwrap(),
+            match encoder {
+                Encoder::Delta(c) => c.write(part.as_ref())?,
+                Encoder::Bytes(c) => c.write(part.as_ref())?,
             }
         }
-        let (bytes, close) = match &mut encoder {
-            Encoder::Delta(c) => c.close(descr.column(i)).unwrap(),
-            Encoder::Bytes(c) => c.close(descr.column(i)).unwrap(),
-        };
-        group.append_column(&bytes, close).unwrap();
-    }
-    group.close().unwrap();
-    file.close().unwrap();
+        match encoder {
+            Encoder::Delta(c) => c.close(descr),
+            Encoder::Bytes(c) => c.close(descr),
+        }
+    })
+    .unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().with_batch_size(1 << 20);
     let batches: Vec<RecordBatch> = reader.build().unwrap().map(Result::unwrap).collect();
     assert_eq!(batches.len(), 1);

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowSchemaConverter;
 use parquet::basic::Encoding;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
-use parquet::file::writer::SerializedFileWriter;
 
 use super::*;
+use crate::archive::chunk::write_test_file;
 
 #[test]
 fn interner_finds_what_it_added_long_short_and_alike() {
@@ -74,29 +73,21 @@ fn round_trip(columns: Vec<(&str, ArrayRef)>, batch: usize) -> (RecordBatch, Ser
     let schema = Arc::new(Schema::new(fields));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.parquet");
-    let descr = Arc::new(ArrowSchemaConverter::new().convert(&schema).unwrap());
-    let mut file =
-        SerializedFileWriter::new(File::create(&path).unwrap(), descr.root_schema_ptr(), Default::default()).unwrap();
-    let mut group = file.next_row_group().unwrap();
-    for (i, (_, array)) in columns.iter().enumerate() {
+    write_test_file(&path, &schema, |i, descr| {
+        let array = &columns[i].1;
         let physical = match array.data_type() {
             DataType::Utf8 => Physical::Utf8,
             DataType::Float64 => Physical::Double,
             DataType::Int64 => Physical::Int64,
             _ => Physical::Int32,
         };
-        let mut d = DictColumn::new(physical, true).unwrap();
-        let mut at = 0;
-        while at < array.len() {
-            let n = batch.min(array.len() - at);
-            d.write(array.slice(at, n).as_ref()).unwrap();
-            at += n;
+        let mut d = DictColumn::new(physical, true)?;
+        for at in (0..array.len()).step_by(batch) {
+            d.write(array.slice(at, batch.min(array.len() - at)).as_ref())?;
         }
-        let (bytes, close) = d.close(descr.column(i)).unwrap();
-        group.append_column(&bytes, close).unwrap();
-    }
-    group.close().unwrap();
-    file.close().unwrap();
+        d.close(descr)
+    })
+    .unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
     let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
     let read = arrow_select_concat(&batches);
