@@ -1,6 +1,6 @@
 //! The archive's columns that do not repeat, encoded by hand: times and
-//! offsets as `DELTA_BINARY_PACKED`, event ids as `DELTA_BYTE_ARRAY`,
-//! session ids `PLAIN`.
+//! offsets as `DELTA_BINARY_PACKED`, event and session ids as
+//! `DELTA_BYTE_ARRAY`.
 //!
 //! Through arrow-rs's column writers these five columns took about a
 //! quarter of the archive thread (its general encoders, level builders
@@ -26,7 +26,6 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{Chunk, Extras};
-use super::hybrid;
 
 /// Values per block of deltas, and miniblocks per block (arrow-rs's and
 /// parquet-mr's choice).
@@ -119,12 +118,11 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 pub struct DeltaColumn {
     chunk: Chunk,
     bounds: Option<(i64, i64)>,
-    scratch: Vec<u8>,
 }
 
 impl DeltaColumn {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(DeltaColumn { chunk: Chunk::new(false)?, bounds: None, scratch: Vec::new() })
+        Ok(DeltaColumn { chunk: Chunk::new(false)?, bounds: None })
     }
 
     /// Writes `array` (`Int64` or `Timestamp(µs)`, no nulls) as one page.
@@ -135,19 +133,14 @@ impl DeltaColumn {
             (_, Some(a)) => a.values(),
             _ => anyhow::bail!("not a 64-bit integer column"),
         };
-        self.write_values(values, array.null_count())
-    }
-
-    fn write_values(&mut self, values: &[i64], nulls: usize) -> anyhow::Result<()> {
         if values.is_empty() {
             return Ok(());
         }
         let (lo, hi) =
             values.iter().fold(self.bounds.unwrap_or((i64::MAX, i64::MIN)), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         self.bounds = Some((lo, hi));
-        self.scratch.clear();
-        delta_binary_packed(values, &mut self.scratch);
-        self.chunk.data_page(&self.scratch, values.len(), nulls, Encoding::DELTA_BINARY_PACKED)
+        let body = |body: &mut Vec<u8>| delta_binary_packed(values, body);
+        self.chunk.data_page(values.len(), array.nulls(), Encoding::DELTA_BINARY_PACKED, body)
     }
 
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
@@ -157,31 +150,20 @@ impl DeltaColumn {
     }
 }
 
-/// A nullable string column of (nearly) unique values: `DELTA_BYTE_ARRAY`
-/// (ids sharing prefixes) or `PLAIN`. No statistics: events arrive in time
-/// order, not id order, so a row group's id range prunes nothing.
+/// A nullable string column of (nearly) unique values, `DELTA_BYTE_ARRAY`:
+/// per value the prefix it shares with the previous one is stored as a
+/// length. No statistics: events arrive in time order, not id order, so a
+/// row group's id range prunes nothing.
 pub struct BytesColumn {
-    encoding: Encoding,
     chunk: Chunk,
     prefixes: Vec<i64>,
     suffixes: Vec<i64>,
     bytes: Vec<u8>,
-    scratch: Vec<u8>,
 }
 
 impl BytesColumn {
-    pub fn new(encoding: Encoding) -> anyhow::Result<Self> {
-        if !matches!(encoding, Encoding::PLAIN | Encoding::DELTA_BYTE_ARRAY) {
-            anyhow::bail!("no {encoding} encoding for a string column");
-        }
-        Ok(BytesColumn {
-            encoding,
-            chunk: Chunk::new(true)?,
-            prefixes: Vec::new(),
-            suffixes: Vec::new(),
-            bytes: Vec::new(),
-            scratch: Vec::new(),
-        })
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(BytesColumn { chunk: Chunk::new(true)?, prefixes: Vec::new(), suffixes: Vec::new(), bytes: Vec::new() })
     }
 
     /// Writes `array` (`Utf8`) as one page.
@@ -190,35 +172,25 @@ impl BytesColumn {
         if a.is_empty() {
             return Ok(());
         }
+        self.prefixes.clear();
+        self.suffixes.clear();
+        self.bytes.clear();
         let nulls = a.nulls().filter(|n| n.null_count() > 0);
         let present = (0..a.len()).filter(|&i| nulls.is_none_or(|n| n.is_valid(i)));
-        let values = present.map(|i| a.value(i).as_bytes());
-        let buf = &mut self.scratch;
-        buf.clear();
-        hybrid::levels(nulls, a.len(), buf);
-        if self.encoding == Encoding::PLAIN {
-            for v in values {
-                // One field of one event, far below 4 GiB.
-                buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                buf.extend_from_slice(v);
-            }
-        } else {
-            self.prefixes.clear();
-            self.suffixes.clear();
-            self.bytes.clear();
-            let mut previous: &[u8] = &[];
-            for v in values {
-                let shared = common_prefix(previous, v);
-                self.prefixes.push(shared as i64);
-                self.suffixes.push((v.len() - shared) as i64);
-                self.bytes.extend_from_slice(&v[shared..]);
-                previous = v;
-            }
-            delta_binary_packed(&self.prefixes, buf);
-            delta_binary_packed(&self.suffixes, buf);
-            buf.extend_from_slice(&self.bytes);
+        let mut previous: &[u8] = &[];
+        for v in present.map(|i| a.value(i).as_bytes()) {
+            let shared = common_prefix(previous, v);
+            self.prefixes.push(shared as i64);
+            self.suffixes.push((v.len() - shared) as i64);
+            self.bytes.extend_from_slice(&v[shared..]);
+            previous = v;
         }
-        self.chunk.data_page(buf, a.len(), nulls.map_or(0, |n| n.null_count()), self.encoding)
+        let (prefixes, suffixes, bytes) = (&self.prefixes, &self.suffixes, &self.bytes);
+        self.chunk.data_page(a.len(), nulls, Encoding::DELTA_BYTE_ARRAY, |body| {
+            delta_binary_packed(prefixes, body);
+            delta_binary_packed(suffixes, body);
+            body.extend_from_slice(bytes);
+        })
     }
 
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {

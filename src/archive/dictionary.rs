@@ -87,6 +87,14 @@ struct Probe {
     hash: u64,
 }
 
+impl Probe {
+    #[inline]
+    fn of(v: &[u8]) -> Probe {
+        let (a, b) = words(v);
+        Probe { a, b, hash: hash_of(v, a, b) }
+    }
+}
+
 /// Asks for `slot`'s cache line ahead of its use (a hint; no effect on
 /// what is computed).
 #[inline]
@@ -165,8 +173,7 @@ impl Dictionary {
     /// The index of `v`, added if new; and whether it was new.
     #[inline]
     pub fn intern(&mut self, v: &[u8]) -> (u32, bool) {
-        let (a, b) = words(v);
-        self.intern_probe(v, Probe { a, b, hash: hash_of(v, a, b) })
+        self.intern_probe(v, Probe::of(v))
     }
 
     /// Interns each of `values` in order: its index goes to `indices`, and
@@ -181,16 +188,16 @@ impl Dictionary {
         indices: &mut Vec<u32>,
         mut new: impl FnMut(&[u8]),
     ) {
+        let mut record = |v, (i, is_new)| {
+            indices.push(i);
+            if is_new {
+                new(v);
+            }
+        };
         if self.slots.len() <= CACHED_SLOTS {
             // The table is in L1/L2 anyway (event types, categories,
             // quantities, prices): a prefetch would only cost.
-            for v in values {
-                let (i, is_new) = self.intern(v);
-                indices.push(i);
-                if is_new {
-                    new(v);
-                }
-            }
+            values.for_each(|v| record(v, self.intern(v)));
             return;
         }
         let mut ring: [(&[u8], Probe); AHEAD] = [(&[], Probe::default()); AHEAD];
@@ -203,11 +210,7 @@ impl Dictionary {
         let mut at = 0;
         while queued > 0 {
             let (v, probe) = ring[at];
-            let (i, is_new) = self.intern_probe(v, probe);
-            indices.push(i);
-            if is_new {
-                new(v);
-            }
+            record(v, self.intern_probe(v, probe));
             match values.next() {
                 Some(next) => ring[at] = (next, self.probe(next)),
                 None => queued -= 1,
@@ -219,8 +222,7 @@ impl Dictionary {
     /// `v`'s words and hash, its slot's cache line prefetched.
     #[inline]
     fn probe(&self, v: &[u8]) -> Probe {
-        let (a, b) = words(v);
-        let probe = Probe { a, b, hash: hash_of(v, a, b) };
+        let probe = Probe::of(v);
         if let Some(slot) = self.slots.get(probe.hash as usize & self.slots.len().wrapping_sub(1)) {
             prefetch(slot);
         }
@@ -361,8 +363,6 @@ pub struct DictColumn {
     bounds: Bounds,
     /// NaN values (double columns).
     nans: u64,
-    /// Uncompressed page bytes, reused.
-    scratch: Vec<u8>,
 }
 
 impl DictColumn {
@@ -376,7 +376,6 @@ impl DictColumn {
             chunk: Chunk::new(nullable)?,
             bounds: Bounds::None,
             nans: 0,
-            scratch: Vec::new(),
         })
     }
 
@@ -439,28 +438,22 @@ impl DictColumn {
         if len == 0 {
             return Ok(());
         }
-        let nulls = nulls.filter(|n| n.null_count() > 0);
-        let buf = &mut self.scratch;
-        buf.clear();
-        if self.chunk.nullable() {
-            hybrid::levels(nulls, len, buf);
-        }
-        let encoding = match &mut self.plain {
-            Some(plain) => {
-                buf.extend_from_slice(plain);
+        let (dict, indices) = (&self.dict, &mut self.indices);
+        match &mut self.plain {
+            Some(plain) => self.chunk.data_page(len, nulls, Encoding::PLAIN, |body| {
+                body.extend_from_slice(plain);
                 plain.clear();
-                Encoding::PLAIN
-            }
+            })?,
             None => {
-                let width = hybrid::width(self.dict.len().saturating_sub(1) as u32);
-                buf.push(width);
-                hybrid::pack(&self.indices, width, buf);
-                self.indices.clear();
+                self.chunk.data_page(len, nulls, Encoding::RLE_DICTIONARY, |body| {
+                    let width = hybrid::width(dict.len().saturating_sub(1) as u32);
+                    body.push(width);
+                    hybrid::pack(indices, width, body);
+                    indices.clear();
+                })?;
                 self.dictionary_pages = true;
-                Encoding::RLE_DICTIONARY
             }
-        };
-        self.chunk.data_page(buf, len, nulls.map_or(0, NullBuffer::null_count), encoding)?;
+        }
         if self.plain.is_none() && self.dict.value_bytes() > MAX_DICTIONARY_BYTES {
             self.plain = Some(Vec::new());
         }
