@@ -14,7 +14,6 @@
 //! [`DeltaColumn`]: super::delta::DeltaColumn
 //! [`BytesColumn`]: super::delta::BytesColumn
 
-use arrow_buffer::NullBuffer;
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, PageType, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
@@ -24,6 +23,7 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
+use super::columns::Column;
 use super::hybrid;
 
 /// The zstd level of every page. Level 1: measured ~25 % less archive CPU
@@ -121,6 +121,10 @@ pub struct Chunk {
     rows: u64,
     nulls: u64,
     zstd: Zstd,
+    /// Rows added to the page being built, and their validity (empty
+    /// while all are present).
+    page_len: usize,
+    page_valid: Vec<bool>,
     /// The uncompressed body of the page being written, reused.
     body: Vec<u8>,
 }
@@ -135,7 +139,37 @@ pub struct Extras {
 impl Chunk {
     pub fn new(nullable: bool) -> anyhow::Result<Self> {
         let (pages, page_rows, body) = (Vec::new(), Vec::new(), Vec::new());
-        Ok(Chunk { nullable, pages, page_rows, rows: 0, nulls: 0, zstd: Zstd::new()?, body })
+        let zstd = Zstd::new()?;
+        Ok(Chunk { nullable, pages, page_rows, rows: 0, nulls: 0, zstd, page_len: 0, page_valid: Vec::new(), body })
+    }
+
+    /// Adds `column`'s rows to the page being built: their number and
+    /// which are null (the values are the encoder's to keep).
+    pub fn add_rows(&mut self, column: &Column<'_>) -> anyhow::Result<()> {
+        let (len, valid) = (column.len(), column.valid);
+        if !valid.is_empty() && valid.len() != len {
+            anyhow::bail!("archive column of {len} rows with {} validity flags", valid.len());
+        }
+        let nulls = valid.iter().filter(|&&v| !v).count();
+        if nulls > 0 {
+            if !self.nullable {
+                anyhow::bail!("null in a required archive column");
+            }
+            if self.page_valid.is_empty() {
+                self.page_valid.resize(self.page_len, true);
+            }
+            self.page_valid.extend_from_slice(valid);
+        } else if !self.page_valid.is_empty() {
+            self.page_valid.resize(self.page_valid.len() + len, true);
+        }
+        self.page_len += len;
+        self.nulls += nulls as u64;
+        Ok(())
+    }
+
+    /// Rows added to the page being built.
+    pub fn page_len(&self) -> usize {
+        self.page_len
     }
 
     /// Null values written so far in this chunk.
@@ -143,24 +177,18 @@ impl Chunk {
         self.nulls
     }
 
-    /// Compresses and keeps one data page of `rows` rows, `nulls` their
-    /// validity (`None`: all present): its body is the definition levels
-    /// (if the chunk is nullable), then what `values` appends, the page's
-    /// non-null values in `encoding`.
-    pub fn data_page(
-        &mut self,
-        rows: usize,
-        nulls: Option<&NullBuffer>,
-        encoding: Encoding,
-        values: impl FnOnce(&mut Vec<u8>),
-    ) -> anyhow::Result<()> {
-        let nulls = nulls.filter(|n| n.null_count() > 0);
-        if nulls.is_some() && !self.nullable {
-            anyhow::bail!("null in a required archive column");
+    /// Compresses and keeps the page of the rows added since the last
+    /// one (if any): its body is their definition levels (if the chunk is
+    /// nullable), then what `values` appends, the page's non-null values
+    /// in `encoding`.
+    pub fn data_page(&mut self, encoding: Encoding, values: impl FnOnce(&mut Vec<u8>)) -> anyhow::Result<()> {
+        let rows = self.page_len;
+        if rows == 0 {
+            return Ok(());
         }
         self.body.clear();
         if self.nullable {
-            hybrid::levels(nulls, rows, &mut self.body);
+            hybrid::levels(&self.page_valid, rows, &mut self.body);
         }
         values(&mut self.body);
         let page = Page::DataPage {
@@ -175,7 +203,8 @@ impl Chunk {
         self.pages.push(CompressedPage::new(page, self.body.len()));
         self.page_rows.push(rows as u32);
         self.rows += rows as u64;
-        self.nulls += nulls.map_or(0, NullBuffer::null_count) as u64;
+        self.page_len = 0;
+        self.page_valid.clear();
         Ok(())
     }
 

@@ -3,29 +3,23 @@
 //! A decoding worker copies each valid event's fields once, straight from
 //! the input bytes, into these column vectors (the layout Arrow uses:
 //! concatenated string bytes and their end offsets, plain value vectors).
-//! The archive thread then hands them to the Parquet writer as Arrow
-//! arrays without copying them again. Building an [`Event`] per row and
-//! copying it into Arrow builders on the archive thread cost two copies
-//! and a quarter of that thread's time, all on the one thread that
-//! cannot spread over workers.
+//! The archive thread's column encoders read them where they are, one
+//! borrowed [`Column`] each. Building an [`Event`] per row and copying it
+//! into Arrow builders on the archive thread cost two copies and a quarter
+//! of that thread's time; later, gathering pieces into 64 k-row Arrow
+//! batches for the encoders still cost a tenth (a copy, Arrow's validity
+//! bitmaps and UTF-8 checks), all on the one thread that cannot spread
+//! over workers.
 //!
 //! Validity is kept only for columns that have had a null: most pieces
 //! have none, and then nothing is stored per row for it.
 //!
 //! [`Event`]: crate::event::Event
 
-use std::sync::Arc;
-
-use arrow_array::types::ArrowPrimitiveType;
-use arrow_array::{
-    Array, ArrayRef, Float64Array, Int32Array, Int64Array, PrimitiveArray, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
-use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::ToByteSlice;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
-use super::parquet::schema;
 use crate::event::{EventRef, Micros};
 
 /// Where an archived row was read, and when.
@@ -34,6 +28,81 @@ pub struct Origin {
     pub ingest_time: Micros,
     pub partition: u32,
     pub position: u64,
+}
+
+/// One column of a piece, borrowed by a column encoder.
+#[derive(Clone, Copy, Debug)]
+pub struct Column<'a> {
+    pub data: ColumnData<'a>,
+    /// Empty while every value is present, else one flag per row (a null
+    /// row still has a value in `data`: an empty string, a zero).
+    pub valid: &'a [bool],
+}
+
+/// A column's values, as [`ArchiveColumns`] keeps them.
+#[derive(Clone, Copy, Debug)]
+pub enum ColumnData<'a> {
+    /// `offsets[i]..offsets[i + 1]` of `bytes` is value `i` (UTF-8).
+    Strings {
+        bytes: &'a [u8],
+        offsets: &'a [i32],
+    },
+    /// 64-bit integers and times (µs).
+    Int64(&'a [i64]),
+    Double(&'a [f64]),
+    Int32(&'a [i32]),
+}
+
+impl<'a> Column<'a> {
+    pub fn len(&self) -> usize {
+        match self.data {
+            ColumnData::Strings { offsets, .. } => offsets.len().saturating_sub(1),
+            ColumnData::Int64(v) => v.len(),
+            ColumnData::Double(v) => v.len(),
+            ColumnData::Int32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether row `i` has a value.
+    #[inline]
+    pub fn is_valid(&self, i: usize) -> bool {
+        self.valid.get(i) != Some(&false)
+    }
+
+    /// The bytes of each present value of a string column, in order
+    /// (nothing for a column of numbers).
+    pub fn present_strings(&self) -> impl Iterator<Item = &'a [u8]> + Clone {
+        let (bytes, offsets) = match self.data {
+            ColumnData::Strings { bytes, offsets } => (bytes, offsets),
+            _ => (&[][..], &[][..]),
+        };
+        let valid = self.valid;
+        Column::strings(bytes, offsets).enumerate().filter(move |&(i, _)| valid.get(i) != Some(&false)).map(|(_, v)| v)
+    }
+
+    /// The little-endian bytes of each present value of a column of
+    /// numbers, in order (nothing for a string column).
+    pub fn present_numbers(&self) -> impl Iterator<Item = &'a [u8]> + Clone {
+        let (bytes, width) = match self.data {
+            ColumnData::Int64(v) => (v.to_byte_slice(), 8),
+            ColumnData::Double(v) => (v.to_byte_slice(), 8),
+            ColumnData::Int32(v) => (v.to_byte_slice(), 4),
+            ColumnData::Strings { .. } => (&[][..], 8),
+        };
+        let valid = self.valid;
+        bytes.chunks_exact(width).enumerate().filter(move |&(i, _)| valid.get(i) != Some(&false)).map(|(_, v)| v)
+    }
+
+    /// The bytes of every string, nulls included (as empty strings).
+    /// Offsets are in order within `bytes` in any [`ArchiveColumns`] that
+    /// [`ArchiveColumns::is_consistent`] accepted.
+    pub fn strings(bytes: &'a [u8], offsets: &'a [i32]) -> impl Iterator<Item = &'a [u8]> + Clone {
+        offsets.windows(2).map(|w| bytes.get(w[0] as usize..w[1] as usize).unwrap_or_default())
+    }
 }
 
 /// One string column: the values' bytes end to end and where each ends.
@@ -108,20 +177,6 @@ impl Strings {
         self.valid.clear();
     }
 
-    /// The vectors of an array made by [`Strings::into_array`], emptied,
-    /// once nothing else holds them (else fresh ones).
-    fn reclaim(array: Option<StringArray>) -> Self {
-        let Some(array) = array else { return Strings::default() };
-        let (offsets, bytes, _) = array.into_parts();
-        let mut s = Strings {
-            bytes: bytes.into_vec().unwrap_or_default(),
-            offsets: offsets.into_inner().into_inner().into_vec().unwrap_or_default(),
-            valid: Vec::new(),
-        };
-        s.clear();
-        s
-    }
-
     fn get(&self, i: usize) -> Option<&str> {
         if self.valid.get(i) == Some(&false) {
             return None;
@@ -135,19 +190,20 @@ impl Strings {
         self.get(i).unwrap_or_default()
     }
 
+    /// Whether there are `rows` values, offsets in order within the
+    /// bytes, and the bytes UTF-8 (true of columns built here; checked of
+    /// a piece from another process, whose bytes were not `&str`s there).
     fn holds(&self, rows: usize) -> bool {
-        self.len() == rows && (self.valid.is_empty() || self.valid.len() == rows)
+        let ordered = self.offsets.first() == Some(&0) && self.offsets.windows(2).all(|w| w[0] <= w[1]);
+        self.len() == rows
+            && (self.valid.is_empty() || self.valid.len() == rows)
+            && ordered
+            && self.end() == *self.offsets.last().unwrap_or(&0)
+            && simdutf8::basic::from_utf8(&self.bytes).is_ok()
     }
 
-    fn into_array(self) -> anyhow::Result<ArrayRef> {
-        let nulls = nulls(self.valid);
-        let offsets = ScalarBuffer::from(self.offsets);
-        // `OffsetBuffer::new` panics on offsets that are not monotonic.
-        if offsets.first() != Some(&0) || offsets.windows(2).any(|w| w[0] > w[1]) {
-            anyhow::bail!("archive column offsets out of order");
-        }
-        let offsets = OffsetBuffer::new(offsets);
-        Ok(Arc::new(StringArray::try_new(offsets, Buffer::from_vec(self.bytes), nulls)?))
+    fn column(&self) -> Column<'_> {
+        Column { data: ColumnData::Strings { bytes: &self.bytes, offsets: &self.offsets }, valid: &self.valid }
     }
 }
 
@@ -198,11 +254,8 @@ impl<T: Copy + Default> Values<T> {
         (self.valid.get(i) != Some(&false)).then(|| self.values[i])
     }
 
-    fn parts(self) -> (ScalarBuffer<T>, Option<NullBuffer>)
-    where
-        T: arrow_buffer::ArrowNativeType,
-    {
-        (ScalarBuffer::from(self.values), nulls(self.valid))
+    fn column<'a>(&'a self, data: impl FnOnce(&'a [T]) -> ColumnData<'a>) -> Column<'a> {
+        Column { data: data(&self.values), valid: &self.valid }
     }
 }
 
@@ -218,19 +271,6 @@ fn append_validity(valid: &mut Vec<bool>, rows: usize, other: &[bool], other_row
     } else {
         valid.extend_from_slice(other);
     }
-}
-
-/// The vector of an array made by [`Values::parts`], emptied, once nothing
-/// else holds it (else a fresh one).
-fn reclaim_values<P: ArrowPrimitiveType>(array: Option<PrimitiveArray<P>>) -> Values<P::Native> {
-    let values = array.and_then(|a| a.into_parts().1.into_inner().into_vec().ok());
-    let mut values = values.unwrap_or_default();
-    values.clear();
-    Values { values, valid: Vec::new() }
-}
-
-fn nulls(valid: Vec<bool>) -> Option<NullBuffer> {
-    (!valid.is_empty()).then(|| NullBuffer::from(valid))
 }
 
 /// Emptied column sets on their way back from the archive thread to the
@@ -381,6 +421,25 @@ impl ArchiveColumns {
         (event, origin)
     }
 
+    /// The columns, in the order of the archive's schema
+    /// ([`super::parquet::schema`]).
+    pub fn columns(&self) -> [Column<'_>; 12] {
+        [
+            self.event_id.column(),
+            self.user_id.column(),
+            self.product_id.column(),
+            self.event_type.column(),
+            self.category.column(),
+            self.session_id.column(),
+            self.time.column(ColumnData::Int64),
+            self.price.column(ColumnData::Double),
+            self.quantity.column(ColumnData::Int64),
+            self.ingest_time.column(ColumnData::Int64),
+            self.partition.column(ColumnData::Int32),
+            self.position.column(ColumnData::Int64),
+        ]
+    }
+
     /// Event times, row by row.
     pub fn times(&self) -> &[Micros] {
         &self.time.values
@@ -434,73 +493,28 @@ impl ArchiveColumns {
         self.partition.clear();
         self.position.clear();
     }
+}
 
-    /// Empty columns that reuse the vectors of `batch`, made by
-    /// [`ArchiveColumns::into_batch`], once the Parquet writer is done with
-    /// it. Memory handed back to the allocator came back as freshly
-    /// faulted, kernel-zeroed pages for the next batch (measured: a fifth
-    /// of the archive thread in `clear_page_erms`). A column still shared
-    /// elsewhere is simply allocated anew.
-    pub fn reclaim(batch: RecordBatch) -> ArchiveColumns {
-        fn column<A: Array + Clone + 'static>(batch: &RecordBatch, i: usize) -> Option<A> {
-            batch.columns().get(i)?.as_any().downcast_ref::<A>().cloned()
+/// For the encoders' tests: `f` of `array` (a string, 64-bit integer,
+/// time, double or 32-bit integer array, possibly sliced) as a [`Column`].
+#[cfg(test)]
+pub(crate) fn with_arrow_column<R>(array: &dyn arrow_array::Array, f: impl FnOnce(Column<'_>) -> R) -> R {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+    use arrow_schema::DataType as T;
+    let valid: Vec<bool> = array.logical_nulls().map(|n| n.iter().collect()).unwrap_or_default();
+    let data = match array.data_type() {
+        T::Utf8 => {
+            let a = array.as_string::<i32>();
+            ColumnData::Strings { bytes: a.values(), offsets: a.value_offsets() }
         }
-        let strings: Vec<Option<StringArray>> = (0..6).map(|i| column(&batch, i)).collect();
-        let time = column::<TimestampMicrosecondArray>(&batch, 6);
-        let price = column::<Float64Array>(&batch, 7);
-        let quantity = column::<Int64Array>(&batch, 8);
-        let ingest_time = column::<TimestampMicrosecondArray>(&batch, 9);
-        let partition = column::<Int32Array>(&batch, 10);
-        let position = column::<Int64Array>(&batch, 11);
-        // The batch's own references go; the copies above are then the
-        // only holders of each buffer.
-        drop(batch);
-        let mut strings = strings.into_iter().map(Strings::reclaim);
-        let mut next = || strings.next().unwrap_or_default();
-        ArchiveColumns {
-            event_id: next(),
-            user_id: next(),
-            product_id: next(),
-            event_type: next(),
-            category: next(),
-            session_id: next(),
-            time: reclaim_values(time),
-            price: reclaim_values(price),
-            quantity: reclaim_values(quantity),
-            ingest_time: reclaim_values(ingest_time),
-            partition: reclaim_values(partition),
-            position: reclaim_values(position),
-        }
-    }
-
-    /// The rows as an Arrow record batch, the vectors moved, not copied.
-    /// (`try_new` throughout: a piece from another process that broke the
-    /// columns' invariants is an error here, not a panic.)
-    pub fn into_batch(self) -> anyhow::Result<RecordBatch> {
-        let timestamps = |v: Values<Micros>| -> anyhow::Result<ArrayRef> {
-            let (values, nulls) = v.parts();
-            Ok(Arc::new(TimestampMicrosecondArray::try_new(values, nulls)?.with_timezone("UTC")))
-        };
-        let (price, price_nulls) = self.price.parts();
-        let (quantity, quantity_nulls) = self.quantity.parts();
-        let (partition, partition_nulls) = self.partition.parts();
-        let (position, position_nulls) = self.position.parts();
-        let columns: Vec<ArrayRef> = vec![
-            self.event_id.into_array()?,
-            self.user_id.into_array()?,
-            self.product_id.into_array()?,
-            self.event_type.into_array()?,
-            self.category.into_array()?,
-            self.session_id.into_array()?,
-            timestamps(self.time)?,
-            Arc::new(Float64Array::try_new(price, price_nulls)?),
-            Arc::new(Int64Array::try_new(quantity, quantity_nulls)?),
-            timestamps(self.ingest_time)?,
-            Arc::new(Int32Array::try_new(partition, partition_nulls)?),
-            Arc::new(Int64Array::try_new(position, position_nulls)?),
-        ];
-        Ok(RecordBatch::try_new(schema(), columns)?)
-    }
+        T::Int64 => ColumnData::Int64(array.as_primitive::<Int64Type>().values()),
+        T::Timestamp(..) => ColumnData::Int64(array.as_primitive::<TimestampMicrosecondType>().values()),
+        T::Float64 => ColumnData::Double(array.as_primitive::<Float64Type>().values()),
+        T::Int32 => ColumnData::Int32(array.as_primitive::<Int32Type>().values()),
+        other => panic!("no archive column of {other}"),
+    };
+    f(Column { data, valid: &valid })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Column tests: rows read back as pushed, Arrow batches, appends across
-//! nulls, memory handed back for reuse, and broken pieces from elsewhere.
+//! Column tests: rows read back as pushed, the columns the encoders read,
+//! appends across nulls, memory handed back for reuse, and broken pieces
+//! from elsewhere.
 
 use super::*;
 
@@ -44,21 +45,40 @@ fn rows_read_back_as_pushed_with_nulls_first_or_late() {
 }
 
 #[test]
-fn batch_has_the_schema_values_and_nulls() {
-    let b = columns(4).into_batch().unwrap();
-    assert_eq!(b.schema(), schema());
-    assert_eq!(b.num_rows(), 4);
-    let ids = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-    assert_eq!(ids.null_count(), 1);
-    assert!(ids.is_null(1));
-    let sessions = b.column(5).as_any().downcast_ref::<StringArray>().unwrap();
-    assert_eq!((sessions.value(1), sessions.is_null(3)), ("s-ü1", true));
-    assert_eq!(b.column(8).null_count(), 4, "quantity");
-    assert_eq!(b.column(11).null_count(), 0, "positions have no validity");
+fn columns_are_in_schema_order_with_their_nulls() {
+    let c = columns(4);
+    let cols = c.columns();
+    let schema = crate::archive::parquet::schema();
+    for (column, field) in cols.iter().zip(schema.fields()) {
+        use arrow_schema::DataType as T;
+        let matches = matches!(
+            (column.data, field.data_type()),
+            (ColumnData::Strings { .. }, T::Utf8)
+                | (ColumnData::Int64(_), T::Int64 | T::Timestamp(..))
+                | (ColumnData::Double(_), T::Float64)
+                | (ColumnData::Int32(_), T::Int32)
+        );
+        assert!(matches, "{}", field.name());
+        assert_eq!(column.len(), 4, "{}", field.name());
+        assert!(field.is_nullable() || column.valid.is_empty(), "{} has no nulls", field.name());
+    }
+    assert_eq!(cols.len(), schema.fields().len());
+    let ids: Vec<&[u8]> = cols[0].present_strings().collect();
+    assert_eq!(ids, [b"e", b"e", b"e"], "row 1 has no event id");
+    assert!(!cols[0].is_valid(1) && cols[0].is_valid(2));
+    let sessions: Vec<&[u8]> = cols[5].present_strings().collect();
+    assert_eq!(sessions, ["s-ü1".as_bytes(), "s-ü2".as_bytes()]);
+    assert_eq!(cols[8].present_numbers().count(), 0, "quantity is null throughout");
+    let prices: Vec<&[u8]> = cols[7].present_numbers().collect();
+    assert_eq!(prices, [1.5f64.to_le_bytes(), 1.5f64.to_le_bytes()]);
+    let partitions: Vec<&[u8]> = cols[10].present_numbers().collect();
+    assert_eq!(partitions, [2i32.to_le_bytes(); 4]);
+    assert!(cols[11].valid.is_empty(), "positions have no validity");
+    assert!(cols[1].present_numbers().next().is_none() && cols[6].present_strings().next().is_none());
 }
 
 #[test]
-fn broken_columns_from_elsewhere_are_an_error_not_a_panic() {
+fn broken_columns_from_elsewhere_are_refused() {
     let good = serde_json::to_value(columns(4)).unwrap();
     let broken = |path: &[&str], value: serde_json::Value| {
         let mut v = good.clone();
@@ -67,18 +87,18 @@ fn broken_columns_from_elsewhere_are_an_error_not_a_panic() {
             at = &mut at[*key];
         }
         *at = value;
-        serde_json::from_value::<ArchiveColumns>(v).unwrap().into_batch()
+        !serde_json::from_value::<ArchiveColumns>(v).unwrap().is_consistent()
     };
-    assert!(broken(&["price", "valid"], serde_json::json!([true])).is_err(), "validity of another length");
-    assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 3, 2, 4, 6])).is_err(), "offsets out of order");
-    assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 1, 2, 3, 99])).is_err(), "past the bytes");
-    assert!(broken(&["time", "values"], serde_json::json!([1, 2])).is_err(), "a short column");
-    assert!(broken(&["user_id", "offsets"], serde_json::json!([])).is_err(), "no offsets at all");
-    let mut short: serde_json::Value = good.clone();
-    short["quantity"]["values"] = serde_json::json!([1]);
-    assert!(!serde_json::from_value::<ArchiveColumns>(short).unwrap().is_consistent());
+    assert!(broken(&["price", "valid"], serde_json::json!([true])), "validity of another length");
+    assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 3, 2, 4, 6])), "offsets out of order");
+    assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 1, 2, 3, 99])), "past the bytes");
+    assert!(broken(&["user_id", "offsets"], serde_json::json!([1, 2, 3, 4, 8])), "not from 0");
+    assert!(broken(&["user_id", "bytes"], serde_json::json!([117, 48, 117, 49, 117, 50, 117, 255])), "not UTF-8");
+    assert!(broken(&["time", "values"], serde_json::json!([1, 2])), "a short column");
+    assert!(broken(&["user_id", "offsets"], serde_json::json!([])), "no offsets at all");
+    assert!(broken(&["quantity", "values"], serde_json::json!([1])), "a short column with validity");
     assert!(columns(4).is_consistent());
-    assert!(serde_json::from_value::<ArchiveColumns>(good).unwrap().into_batch().is_ok());
+    assert!(serde_json::from_value::<ArchiveColumns>(good).unwrap().is_consistent());
 }
 
 #[test]
@@ -92,25 +112,8 @@ fn select_and_append_keep_rows_and_order() {
     assert_eq!(all.positions().collect::<Vec<_>>(), c.positions().collect::<Vec<_>>());
     assert_eq!((0..6).map(|i| all.row(i).0).collect::<Vec<_>>(), (0..6).map(|i| c.row(i).0).collect::<Vec<_>>());
     let empty = ArchiveColumns::default();
-    assert!(empty.is_empty());
-    assert_eq!(empty.into_batch().unwrap().num_rows(), 0);
-}
-
-#[test]
-fn a_written_batch_gives_its_memory_back_for_the_next() {
-    let c = columns(100);
-    let (bytes, values) = (c.session_id.bytes.as_ptr(), c.position.values.as_ptr());
-    let batch = c.into_batch().unwrap();
-    let mut again = ArchiveColumns::reclaim(batch.clone());
-    assert!(again.is_empty() && again.is_consistent());
-    assert_eq!(again.session_id.bytes.capacity(), 0, "a batch still held elsewhere is not reused");
-    again = ArchiveColumns::reclaim(batch);
-    assert_eq!(again.session_id.bytes.as_ptr(), bytes, "the same string bytes");
-    assert_eq!(again.position.values.as_ptr(), values, "the same values");
-    // Refilled, the reused columns hold exactly the new rows.
-    again.append(&mut columns(7));
-    assert_eq!(again.position.values.as_ptr(), values);
-    assert_eq!(again.into_batch().unwrap(), columns(7).into_batch().unwrap());
+    assert!(empty.is_empty() && empty.is_consistent());
+    assert!(empty.columns().iter().all(Column::is_empty));
 }
 
 #[test]
@@ -126,7 +129,7 @@ fn spares_hand_emptied_columns_back_to_the_decoders() {
     assert_eq!(taken.user_id.bytes.as_ptr(), memory, "the same memory, taken again");
     assert!(taken.is_empty() && taken.time.values.capacity() >= 5);
     taken.append(&mut columns(2));
-    assert_eq!(taken.into_batch().unwrap(), columns(2).into_batch().unwrap());
+    assert_eq!(taken, columns(2));
     // Without a spare, or for columns without memory, fresh ones.
     spares.give(ArchiveColumns::default());
     assert!(spares.take(4, 100).time.values.capacity() >= 4);
@@ -143,10 +146,7 @@ fn append_joins_columns_with_and_without_nulls() {
             joined.append(&mut c.select(k..to));
             assert!(joined.is_consistent());
             let want = c.select(from..to);
-            assert_eq!(joined.clone().into_batch().unwrap(), want.clone().into_batch().unwrap(), "{from}..{k}..{to}");
-            assert_eq!(joined, want.clone(), "{from}..{k}..{to}: validity only where a value is missing");
+            assert_eq!(joined, want, "{from}..{k}..{to}: validity only where a value is missing");
         }
     }
-    let empty = ArchiveColumns::default();
-    assert_eq!(empty.into_batch().unwrap().num_rows(), 0);
 }

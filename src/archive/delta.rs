@@ -18,7 +18,6 @@
 //!   and suffix lengths each `DELTA_BINARY_PACKED`, then the suffixes end
 //!   to end. Generated and many real ids share long prefixes.
 
-use arrow_array::{Array, Int64Array, StringArray, TimestampMicrosecondArray};
 use bytes::Bytes;
 use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
@@ -26,6 +25,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{Chunk, Extras};
+use super::columns::{Column, ColumnData};
 
 /// Values per block of deltas, and miniblocks per block (arrow-rs's and
 /// parquet-mr's choice).
@@ -118,29 +118,33 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 pub struct DeltaColumn {
     chunk: Chunk,
     bounds: Option<(i64, i64)>,
+    /// The values of the page being built.
+    values: Vec<i64>,
 }
 
 impl DeltaColumn {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(DeltaColumn { chunk: Chunk::new(false)?, bounds: None })
+        Ok(DeltaColumn { chunk: Chunk::new(false)?, bounds: None, values: Vec::new() })
     }
 
-    /// Writes `array` (`Int64` or `Timestamp(µs)`, no nulls) as one page.
-    pub fn write(&mut self, array: &dyn Array) -> anyhow::Result<()> {
-        let any = array.as_any();
-        let values: &[i64] = match (any.downcast_ref::<Int64Array>(), any.downcast_ref::<TimestampMicrosecondArray>()) {
-            (Some(a), _) => a.values(),
-            (_, Some(a)) => a.values(),
-            _ => anyhow::bail!("not a 64-bit integer column"),
-        };
-        if values.is_empty() {
-            return Ok(());
-        }
+    /// Adds `column`'s values (64-bit integers or times, no nulls) to the
+    /// page being built.
+    pub fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
+        let ColumnData::Int64(values) = column.data else { anyhow::bail!("not a 64-bit integer column") };
+        self.chunk.add_rows(&column)?;
         let (lo, hi) =
             values.iter().fold(self.bounds.unwrap_or((i64::MAX, i64::MIN)), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         self.bounds = Some((lo, hi));
-        let body = |body: &mut Vec<u8>| delta_binary_packed(values, body);
-        self.chunk.data_page(values.len(), array.nulls(), Encoding::DELTA_BINARY_PACKED, body)
+        self.values.extend_from_slice(values);
+        Ok(())
+    }
+
+    /// Closes the page of the values added since the last.
+    pub fn page(&mut self) -> anyhow::Result<()> {
+        let values = &self.values;
+        self.chunk.data_page(Encoding::DELTA_BINARY_PACKED, |body| delta_binary_packed(values, body))?;
+        self.values.clear();
+        Ok(())
     }
 
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
@@ -156,41 +160,57 @@ impl DeltaColumn {
 /// row group's id range prunes nothing.
 pub struct BytesColumn {
     chunk: Chunk,
+    /// The page being built: per value the shared prefix's and the
+    /// suffix's length, and the suffixes end to end.
     prefixes: Vec<i64>,
     suffixes: Vec<i64>,
     bytes: Vec<u8>,
+    /// The page's last value so far (the next one's prefix is shared
+    /// with it).
+    previous: Vec<u8>,
 }
 
 impl BytesColumn {
     pub fn new() -> anyhow::Result<Self> {
-        Ok(BytesColumn { chunk: Chunk::new(true)?, prefixes: Vec::new(), suffixes: Vec::new(), bytes: Vec::new() })
+        let (prefixes, suffixes, bytes, previous) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        Ok(BytesColumn { chunk: Chunk::new(true)?, prefixes, suffixes, bytes, previous })
     }
 
-    /// Writes `array` (`Utf8`) as one page.
-    pub fn write(&mut self, array: &dyn Array) -> anyhow::Result<()> {
-        let Some(a) = array.as_any().downcast_ref::<StringArray>() else { anyhow::bail!("not a string column") };
-        if a.is_empty() {
-            return Ok(());
+    /// Adds `column`'s values (strings) to the page being built.
+    pub fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
+        if !matches!(column.data, ColumnData::Strings { .. }) {
+            anyhow::bail!("not a string column");
         }
-        self.prefixes.clear();
-        self.suffixes.clear();
-        self.bytes.clear();
-        let nulls = a.nulls().filter(|n| n.null_count() > 0);
-        let present = (0..a.len()).filter(|&i| nulls.is_none_or(|n| n.is_valid(i)));
-        let mut previous: &[u8] = &[];
-        for v in present.map(|i| a.value(i).as_bytes()) {
-            let shared = common_prefix(previous, v);
+        self.chunk.add_rows(&column)?;
+        let mut last: &[u8] = &self.previous;
+        let mut added = None;
+        for v in column.present_strings() {
+            let shared = common_prefix(last, v);
             self.prefixes.push(shared as i64);
             self.suffixes.push((v.len() - shared) as i64);
             self.bytes.extend_from_slice(&v[shared..]);
-            previous = v;
+            (last, added) = (v, Some(v));
         }
+        if let Some(v) = added {
+            self.previous.clear();
+            self.previous.extend_from_slice(v);
+        }
+        Ok(())
+    }
+
+    /// Closes the page of the values added since the last.
+    pub fn page(&mut self) -> anyhow::Result<()> {
         let (prefixes, suffixes, bytes) = (&self.prefixes, &self.suffixes, &self.bytes);
-        self.chunk.data_page(a.len(), nulls, Encoding::DELTA_BYTE_ARRAY, |body| {
+        self.chunk.data_page(Encoding::DELTA_BYTE_ARRAY, |body| {
             delta_binary_packed(prefixes, body);
             delta_binary_packed(suffixes, body);
             body.extend_from_slice(bytes);
-        })
+        })?;
+        self.prefixes.clear();
+        self.suffixes.clear();
+        self.bytes.clear();
+        self.previous.clear();
+        Ok(())
     }
 
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {

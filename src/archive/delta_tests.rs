@@ -14,6 +14,7 @@ use parquet::file::serialized_reader::ReadOptionsBuilder;
 
 use super::*;
 use crate::archive::chunk::{raw_frame, write_test_file};
+use crate::archive::columns::with_arrow_column;
 
 fn read_uleb(bytes: &[u8], at: &mut usize) -> u64 {
     let (mut v, mut shift) = (0u64, 0);
@@ -129,9 +130,14 @@ enum Encoder {
     Bytes(BytesColumn),
 }
 
-/// Writes `columns` as one row group, each through `encoder` in pages of
-/// `page` rows, and reads it back.
-fn round_trip(columns: Vec<(&str, ArrayRef, Encoder)>, page: usize) -> (RecordBatch, SerializedFileReader<File>) {
+/// Writes `columns` as one row group, each through `encoder`, added in
+/// pieces of `piece` rows and paged every `page` rows (a multiple of
+/// `piece`), and reads it back.
+fn round_trip(
+    columns: Vec<(&str, ArrayRef, Encoder)>,
+    piece: usize,
+    page: usize,
+) -> (RecordBatch, SerializedFileReader<File>) {
     let nullable = |e: &Encoder| matches!(e, Encoder::Bytes(_));
     let fields: Vec<Field> =
         columns.iter().map(|(n, a, e)| Field::new(*n, a.data_type().clone(), nullable(e))).collect();
@@ -141,11 +147,18 @@ fn round_trip(columns: Vec<(&str, ArrayRef, Encoder)>, page: usize) -> (RecordBa
     let mut columns: Vec<(ArrayRef, Encoder)> = columns.into_iter().map(|(_, a, e)| (a, e)).collect();
     write_test_file(&path, &schema, |i, descr| {
         let (array, encoder) = &mut columns[i];
-        for at in (0..array.len()).step_by(page) {
-            let part = array.slice(at, page.min(array.len() - at));
+        for at in (0..array.len()).step_by(piece) {
+            let part = array.slice(at, piece.min(array.len() - at));
+            let last = at + piece >= array.len();
             match encoder {
-                Encoder::Delta(c) => c.write(part.as_ref())?,
-                Encoder::Bytes(c) => c.write(part.as_ref())?,
+                Encoder::Delta(c) => with_arrow_column(part.as_ref(), |column| c.add(column))?,
+                Encoder::Bytes(c) => with_arrow_column(part.as_ref(), |column| c.add(column))?,
+            }
+            if (at + piece).is_multiple_of(page) || last {
+                match encoder {
+                    Encoder::Delta(c) => c.page()?,
+                    Encoder::Bytes(c) => c.page()?,
+                }
             }
         }
         match encoder {
@@ -184,8 +197,9 @@ fn columns_read_back_with_nulls_prefixes_and_raw_pages() {
             })
             .collect::<Vec<_>>(),
     ));
+    // Nulls in some pieces only: a page joins pieces with and without.
     let sessions: ArrayRef = Arc::new(StringArray::from(
-        (0..n).map(|i| (i % 4 != 0).then(|| format!("s{}-1", i % 977))).collect::<Vec<_>>(),
+        (0..n).map(|i| (i % 4 != 0 || (i / 1_500) % 3 == 0).then(|| format!("s{}-1", i % 977))).collect::<Vec<_>>(),
     ));
     let columns = vec![
         ("time", times.clone(), Encoder::Delta(DeltaColumn::new().unwrap())),
@@ -193,7 +207,7 @@ fn columns_read_back_with_nulls_prefixes_and_raw_pages() {
         ("id", ids.clone(), Encoder::Bytes(BytesColumn::new().unwrap())),
         ("session", sessions.clone(), Encoder::Bytes(BytesColumn::new().unwrap())),
     ];
-    let (read, reader) = round_trip(columns, 9_000);
+    let (read, reader) = round_trip(columns, 1_000, 9_000);
     for (i, array) in [times, offsets.clone(), ids, sessions].iter().enumerate() {
         assert_eq!(read.column(i).as_ref(), array.as_ref(), "column {i}");
     }
@@ -229,6 +243,6 @@ fn columns_read_back_with_nulls_prefixes_and_raw_pages() {
 #[test]
 fn a_null_in_a_required_column_is_refused() {
     let mut c = DeltaColumn::new().unwrap();
-    let err = c.write(&Int64Array::from(vec![Some(1), None])).unwrap_err();
+    let err = with_arrow_column(&Int64Array::from(vec![Some(1), None]), |column| c.add(column)).unwrap_err();
     assert!(err.to_string().contains("null in a required"), "{err}");
 }

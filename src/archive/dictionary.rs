@@ -19,8 +19,6 @@
 //! [`MAX_DICTIONARY_BYTES`] (ids that do not repeat), later pages of the
 //! chunk are PLAIN, as arrow-rs falls back too.
 
-use arrow_array::{Array, Float64Array, Int32Array, Int64Array, StringArray};
-use arrow_buffer::NullBuffer;
 use bytes::Bytes;
 use parquet::basic::Encoding;
 use parquet::column::writer::ColumnCloseResult;
@@ -28,6 +26,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{Chunk, Extras};
+use super::columns::{Column, ColumnData};
 use super::hybrid;
 
 /// Dictionary page size past which a chunk's later pages are PLAIN (the
@@ -398,54 +397,34 @@ impl DictColumn {
         }
     }
 
-    /// Writes `array`'s values as one data page; `array` is of the
-    /// column's type (as the archive schema fixes it).
-    pub fn write(&mut self, array: &dyn Array) -> anyhow::Result<()> {
-        let any = array.as_any();
-        let (bytes, width) = match self.physical {
-            Physical::Utf8 => {
-                let Some(a) = any.downcast_ref::<StringArray>() else { anyhow::bail!("not a string column") };
-                match a.nulls().filter(|n| n.null_count() > 0) {
-                    None => self.add_all((0..a.len()).map(|i| a.value(i).as_bytes())),
-                    Some(n) => self.add_all((0..a.len()).filter(|&i| n.is_valid(i)).map(|i| a.value(i).as_bytes())),
-                }
-                return self.page(a.len(), a.nulls());
-            }
-            Physical::Double => match any.downcast_ref::<Float64Array>() {
-                Some(a) => (a.values().inner(), 8),
-                None => anyhow::bail!("not a double column"),
-            },
-            Physical::Int64 => match any.downcast_ref::<Int64Array>() {
-                Some(a) => (a.values().inner(), 8),
-                None => anyhow::bail!("not an int64 column"),
-            },
-            Physical::Int32 => match any.downcast_ref::<Int32Array>() {
-                Some(a) => (a.values().inner(), 4),
-                None => anyhow::bail!("not an int32 column"),
-            },
+    /// Adds `column`'s values to the page being built; `column` is of
+    /// this column's type (as the archive schema fixes it).
+    pub fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
+        let strings = match (self.physical, column.data) {
+            (Physical::Utf8, ColumnData::Strings { .. }) => true,
+            (Physical::Double, ColumnData::Double(_))
+            | (Physical::Int64, ColumnData::Int64(_))
+            | (Physical::Int32, ColumnData::Int32(_)) => false,
+            (physical, _) => anyhow::bail!("not a column of {physical:?}"),
         };
-        // The value buffer, one little-endian value per `width` bytes.
-        let values = bytes.as_slice().chunks_exact(width);
-        match array.nulls().filter(|n| n.null_count() > 0) {
-            None => self.add_all(values),
-            Some(n) => self.add_all(values.zip(n.iter()).filter_map(|(v, valid)| valid.then_some(v))),
+        self.chunk.add_rows(&column)?;
+        match strings {
+            true => self.add_all(column.present_strings()),
+            false => self.add_all(column.present_numbers()),
         }
-        self.page(array.len(), array.nulls())
+        Ok(())
     }
 
-    /// Closes the page of `len` rows just added, `nulls` their validity.
-    fn page(&mut self, len: usize, nulls: Option<&NullBuffer>) -> anyhow::Result<()> {
-        if len == 0 {
-            return Ok(());
-        }
+    /// Closes the page of the values added since the last.
+    pub fn page(&mut self) -> anyhow::Result<()> {
         let (dict, indices) = (&self.dict, &mut self.indices);
         match &mut self.plain {
-            Some(plain) => self.chunk.data_page(len, nulls, Encoding::PLAIN, |body| {
+            Some(plain) => self.chunk.data_page(Encoding::PLAIN, |body| {
                 body.extend_from_slice(plain);
                 plain.clear();
             })?,
-            None => {
-                self.chunk.data_page(len, nulls, Encoding::RLE_DICTIONARY, |body| {
+            None if self.chunk.page_len() > 0 => {
+                self.chunk.data_page(Encoding::RLE_DICTIONARY, |body| {
                     let width = hybrid::width(dict.len().saturating_sub(1) as u32);
                     body.push(width);
                     hybrid::pack(indices, width, body);
@@ -453,6 +432,7 @@ impl DictColumn {
                 })?;
                 self.dictionary_pages = true;
             }
+            None => {}
         }
         if self.plain.is_none() && self.dict.value_bytes() > MAX_DICTIONARY_BYTES {
             self.plain = Some(Vec::new());

@@ -14,6 +14,11 @@ use parquet::file::statistics::Statistics;
 
 use super::*;
 use crate::archive::chunk::write_test_file;
+use crate::archive::columns::with_arrow_column;
+
+/// Rows per piece handed to the encoders in the round trips below: pages
+/// hold several, and do not start where a piece does.
+const PIECE: usize = 1_000;
 
 #[test]
 fn interner_finds_what_it_added_long_short_and_alike() {
@@ -66,8 +71,9 @@ fn interner_finds_what_it_added_long_short_and_alike() {
     assert_eq!(d.intern(b""), (e.0, false));
 }
 
-/// Writes `columns` (name, array) as one file of row groups of `batch`
-/// rows per page, `DictColumn`s only, and reads it back.
+/// Writes `columns` (name, array) as one row group, `DictColumn`s only,
+/// added in pieces of `PIECE` rows, a page closed after the piece that
+/// reaches `batch` rows; and reads it back.
 fn round_trip(columns: Vec<(&str, ArrayRef)>, batch: usize) -> (RecordBatch, SerializedFileReader<File>) {
     let fields: Vec<Field> = columns.iter().map(|(n, a)| Field::new(*n, a.data_type().clone(), true)).collect();
     let schema = Arc::new(Schema::new(fields));
@@ -82,9 +88,17 @@ fn round_trip(columns: Vec<(&str, ArrayRef)>, batch: usize) -> (RecordBatch, Ser
             _ => Physical::Int32,
         };
         let mut d = DictColumn::new(physical, true)?;
-        for at in (0..array.len()).step_by(batch) {
-            d.write(array.slice(at, batch.min(array.len() - at)).as_ref())?;
+        let mut in_page = 0;
+        for at in (0..array.len()).step_by(PIECE) {
+            let piece = array.slice(at, PIECE.min(array.len() - at));
+            with_arrow_column(piece.as_ref(), |c| d.add(c))?;
+            in_page += piece.len();
+            if in_page >= batch {
+                d.page()?;
+                in_page = 0;
+            }
         }
+        d.page()?;
         d.close(descr)
     })
     .unwrap();

@@ -1,7 +1,7 @@
 //! The Parquet RLE/bit-packed hybrid encoding, as far as the archive's
 //! dictionary pages use it: dictionary indices bit-packed, definition
-//! levels as one run of ones (no nulls) or bit-packed from the validity
-//! bitmap.
+//! levels as one run of ones (no nulls) or bit-packed from the rows'
+//! validity flags.
 //!
 //! Runs: a bit-packed run is the varint `groups << 1 | 1` then `groups`
 //! groups of 8 values, each `width` bytes, least significant bit first; an
@@ -9,8 +9,6 @@
 //! bytes. Bit-packed runs here hold at most 63 groups, so their header is
 //! one byte: what arrow-rs and parquet-mr write, and so what every reader
 //! has met.
-
-use arrow_buffer::NullBuffer;
 
 /// Values per bit-packed run (63 groups of 8).
 const RUN: usize = 63 * 8;
@@ -64,45 +62,29 @@ pub fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
     }
 }
 
-/// A v1 data page's definition levels for `len` rows, `nulls` their
-/// validity (`None`: all present): the levels' byte length, then their
+/// A v1 data page's definition levels for `len` rows, `valid` their
+/// validity (empty: all present): the levels' byte length, then their
 /// hybrid runs.
-pub fn levels(nulls: Option<&NullBuffer>, len: usize, out: &mut Vec<u8>) {
+pub fn levels(valid: &[bool], len: usize, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
-    match nulls {
-        None => repeat(1, 1, len, out),
-        Some(n) => pack_bits(n, out),
+    match valid {
+        [] => repeat(1, 1, len, out),
+        valid => pack_bits(valid, out),
     }
     // The levels of one page of rows, far below 4 GiB.
     let bytes = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&bytes.to_le_bytes());
 }
 
-/// The definition levels (1 present, 0 null) of `nulls`, bit-packed: the
-/// validity bitmap already is that, a byte per group of 8.
-pub fn pack_bits(nulls: &NullBuffer, out: &mut Vec<u8>) {
-    let bits = nulls.inner();
-    let len = bits.len();
-    if !bits.offset().is_multiple_of(8) {
-        // Not byte-aligned (a sliced array): pack value by value.
-        let levels: Vec<u32> = bits.iter().map(u32::from).collect();
-        return pack(&levels, 1, out);
-    }
-    let bytes = &bits.values()[bits.offset() / 8..][..len.div_ceil(8)];
-    for (i, run) in bytes.chunks(RUN / 8).enumerate() {
-        out.push(((run.len() as u8) << 1) | 1);
-        out.extend_from_slice(run);
-        let end = (i + 1) * RUN;
-        if end > len {
-            // Bits past the last value are not the column's: zero them.
-            let keep = len % 8;
-            if keep != 0 {
-                if let Some(last) = out.last_mut() {
-                    *last &= (1u8 << keep) - 1;
-                }
-            }
-        }
+/// The definition levels (1 present, 0 null) of `valid`, bit-packed: a
+/// byte per group of 8 rows, the first row in the lowest bit.
+pub fn pack_bits(valid: &[bool], out: &mut Vec<u8>) {
+    for run in valid.chunks(RUN) {
+        let groups = run.len().div_ceil(8);
+        out.push(((groups as u8) << 1) | 1);
+        // A short last group is padded with zeros.
+        out.extend(run.chunks(8).map(|g| g.iter().rev().fold(0u8, |acc, &v| acc << 1 | u8::from(v))));
     }
 }
 
@@ -174,20 +156,13 @@ mod tests {
     }
 
     #[test]
-    fn bitmap_levels_round_trip() {
+    fn validity_levels_round_trip() {
         for n in [1, 8, 13, 504, 505, 2000] {
             let valid: Vec<bool> = (0..n).map(|i| i % 3 != 1).collect();
             let mut out = Vec::new();
-            pack_bits(&NullBuffer::from(valid.clone()), &mut out);
+            pack_bits(&valid, &mut out);
             let expect: Vec<u32> = valid.iter().map(|&v| u32::from(v)).collect();
             assert_eq!(decode(&out, 1, n), expect, "{n} levels");
-            // A sliced, unaligned bitmap packs the same levels.
-            if n > 3 {
-                let sliced = NullBuffer::from(valid.clone()).slice(3, n - 3);
-                let mut out = Vec::new();
-                pack_bits(&sliced, &mut out);
-                assert_eq!(decode(&out, 1, n - 3), expect[3..].to_vec());
-            }
         }
     }
 

@@ -28,7 +28,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr};
 
 use super::chunk::ZSTD_LEVEL;
-use super::columns::{ArchiveColumns, Origin};
+use super::columns::{ArchiveColumns, Column, Origin};
 use super::delta::{BytesColumn, DeltaColumn};
 use super::dictionary::{DictColumn, Physical};
 use crate::event::{Event, EventRef, Micros};
@@ -42,7 +42,7 @@ pub struct ArchiveRow {
     pub position: u64,
 }
 
-/// Rows per record batch written or read.
+/// Rows per data page written, and per record batch read.
 const BATCH: usize = 64 * 1024;
 
 pub fn schema() -> SchemaRef {
@@ -125,11 +125,19 @@ impl ColumnEncoder {
         }
     }
 
-    fn write(&mut self, array: &dyn Array) -> anyhow::Result<()> {
+    fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
         match self {
-            ColumnEncoder::Dictionary(c) => c.write(array),
-            ColumnEncoder::Delta(c) => c.write(array),
-            ColumnEncoder::Bytes(c) => c.write(array),
+            ColumnEncoder::Dictionary(c) => c.add(column),
+            ColumnEncoder::Delta(c) => c.add(column),
+            ColumnEncoder::Bytes(c) => c.add(column),
+        }
+    }
+
+    fn page(&mut self) -> anyhow::Result<()> {
+        match self {
+            ColumnEncoder::Dictionary(c) => c.page(),
+            ColumnEncoder::Delta(c) => c.page(),
+            ColumnEncoder::Bytes(c) => c.page(),
         }
     }
 
@@ -143,21 +151,20 @@ impl ColumnEncoder {
 }
 
 /// A Parquet file being written. Pieces (one input chunk each, ~1.5 k
-/// rows) are gathered into record batches of [`BATCH`] rows before they go
-/// to the column encoders: they spend a fixed cost per batch and column,
-/// which on chunk-sized batches was ~10 % of the archive thread (more when
-/// the workers share its core). At most one batch per open file is held,
-/// besides the encoded pages of the row group being built.
+/// rows) go to the column encoders as they come, read where the decoding
+/// worker put them; a page closes every [`BATCH`] rows: closing one costs
+/// a fixed amount per column, which on chunk-sized pages was ~10 % of the
+/// archive thread (more when the workers share its core).
 pub struct PartWriter {
     file: SerializedFileWriter<File>,
     descr: SchemaDescPtr,
     /// The row group being built, one encoder per column; `None` before
-    /// its first batch.
+    /// its first rows.
     group: Option<Vec<ColumnEncoder>>,
+    /// Rows in the pages being built, and in the row group.
+    page_rows: usize,
     group_rows: u64,
     path: std::path::PathBuf,
-    /// Rows not yet handed to the encoders.
-    pending: ArchiveColumns,
     /// Rows handed to the encoders.
     written: u64,
 }
@@ -173,53 +180,51 @@ impl PartWriter {
         let descr =
             Arc::new(ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(&arrow_schema)?);
         let file = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))?;
-        Ok(PartWriter {
-            file,
-            descr,
-            group: None,
-            group_rows: 0,
-            path: path.to_owned(),
-            pending: ArchiveColumns::default(),
-            written: 0,
-        })
+        let path = path.to_owned();
+        Ok(PartWriter { file, descr, group: None, page_rows: 0, group_rows: 0, path, written: 0 })
     }
 
-    /// Writes the rows of `columns` (to the file once a batch is full);
-    /// returns `columns` emptied, their memory kept for reuse.
+    /// Writes the rows of `columns` (to the file once a row group is
+    /// full); returns `columns` emptied, their memory kept for reuse.
     pub fn write(&mut self, mut columns: ArchiveColumns) -> anyhow::Result<ArchiveColumns> {
-        self.pending.append(&mut columns);
-        if self.pending.len() >= BATCH {
-            self.flush()?;
+        let n = columns.len();
+        if n == 0 {
+            return Ok(columns);
         }
+        let group = match &mut self.group {
+            Some(group) => group,
+            None => self
+                .group
+                .insert(schema().fields().iter().map(|f| ColumnEncoder::of(f)).collect::<anyhow::Result<_>>()?),
+        };
+        for (encoder, column) in group.iter_mut().zip(columns.columns()) {
+            encoder.add(column)?;
+        }
+        self.written += n as u64;
+        self.group_rows += n as u64;
+        self.page_rows += n;
+        if self.page_rows >= BATCH {
+            self.pages()?;
+            if self.group_rows >= ROW_GROUP {
+                self.close_group().with_context(|| format!("writing {}", self.path.display()))?;
+            }
+        }
+        columns.clear();
         Ok(columns)
     }
 
-    fn flush(&mut self) -> anyhow::Result<()> {
-        let columns = std::mem::take(&mut self.pending);
-        let n = columns.len() as u64;
-        if n == 0 {
-            return Ok(());
+    /// Closes every column's page being built.
+    fn pages(&mut self) -> anyhow::Result<()> {
+        for encoder in self.group.iter_mut().flatten() {
+            encoder.page()?;
         }
-        let batch = columns.into_batch()?;
-        if self.group.is_none() {
-            self.group = Some(schema().fields().iter().map(|f| ColumnEncoder::of(f)).collect::<anyhow::Result<_>>()?);
-        }
-        for (encoder, array) in self.group.iter_mut().flatten().zip(batch.columns()) {
-            encoder.write(array.as_ref())?;
-        }
-        // The encoders keep no reference to the batch: its vectors hold
-        // the next batch.
-        self.pending = ArchiveColumns::reclaim(batch);
-        self.written += n;
-        self.group_rows += n;
-        if self.group_rows >= ROW_GROUP {
-            self.close_group().with_context(|| format!("writing {}", self.path.display()))?;
-        }
+        self.page_rows = 0;
         Ok(())
     }
 
     /// Appends the row group being built to the file.
     fn close_group(&mut self) -> anyhow::Result<()> {
+        self.pages()?;
         let Some(encoders) = self.group.take() else { return Ok(()) };
         let mut group = self.file.next_row_group()?;
         for (i, mut encoder) in encoders.into_iter().enumerate() {
@@ -231,15 +236,13 @@ impl PartWriter {
         Ok(())
     }
 
-    /// Rows in the file so far, written or pending.
+    /// Rows in the file so far.
     pub fn rows(&self) -> u64 {
-        self.written + self.pending.len() as u64
+        self.written
     }
 
-    /// Writes what is pending, closes and fsyncs the file; returns its size
-    /// in bytes.
+    /// Closes and fsyncs the file; returns its size in bytes.
     pub fn finish(mut self) -> anyhow::Result<u64> {
-        self.flush()?;
         self.close_group().with_context(|| format!("writing {}", self.path.display()))?;
         let file = self.file.into_inner().with_context(|| format!("finishing {}", self.path.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
@@ -405,6 +408,37 @@ mod tests {
         let bytes = write_file(&path, &rows).unwrap();
         assert_eq!(bytes, std::fs::metadata(&path).unwrap().len());
         assert_eq!(read_file(&path).unwrap(), rows);
+    }
+
+    #[test]
+    fn pieces_join_into_pages_and_their_memory_comes_back() {
+        // Pieces of 1000 rows, nulls in some only: pages of 64 k rows
+        // start and end inside pieces.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        let rows: Vec<ArchiveRow> = (0..70_000).map(|i| row(i, i % 3 != 0 || (i / 2_500) % 2 == 0)).collect();
+        let mut w = PartWriter::create(&path).unwrap();
+        for piece in rows.chunks(1_000) {
+            let mut columns = ArchiveColumns::default();
+            for r in piece {
+                let at = Origin { ingest_time: r.ingest_time, partition: r.partition, position: r.position };
+                columns.push(r.event.fields(), at);
+            }
+            let memory = columns.times().as_ptr();
+            let back = w.write(columns).unwrap();
+            assert!(back.is_empty() && back.times().as_ptr() == memory, "emptied, memory kept");
+        }
+        assert_eq!(w.rows(), 70_000);
+        w.finish().unwrap();
+        assert_eq!(read_file(&path).unwrap(), rows);
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        let time = reader.metadata().row_group(0).column(6).clone();
+        let mut pages = reader.get_row_group(0).unwrap().get_column_page_reader(6).unwrap();
+        let mut data_pages = 0;
+        while let Some(page) = pages.get_next_page().unwrap() {
+            data_pages += usize::from(page.page_type() == parquet::basic::PageType::DATA_PAGE);
+        }
+        assert_eq!((data_pages, time.num_values()), (2, 70_000), "a 64 k-row page and the rest");
     }
 
     #[test]
