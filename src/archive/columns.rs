@@ -67,6 +67,20 @@ impl<'a> Column<'a> {
         self.len() == 0
     }
 
+    /// Whether this is a column of integers, without nulls, all of one
+    /// value (a piece's partition, say).
+    pub fn is_constant_integer(&self) -> bool {
+        fn same<T: PartialEq>(v: &[T]) -> bool {
+            v.first().is_some_and(|first| v.iter().all(|x| x == first))
+        }
+        self.valid.is_empty()
+            && match self.data {
+                ColumnData::Int64(v) => same(v),
+                ColumnData::Int32(v) => same(v),
+                ColumnData::Double(_) | ColumnData::Strings { .. } => false,
+            }
+    }
+
     /// Whether row `i` has a value.
     #[inline]
     pub fn is_valid(&self, i: usize) -> bool {

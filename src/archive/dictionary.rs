@@ -410,6 +410,14 @@ impl DictColumn {
         self.chunk.add_rows(&column)?;
         match strings {
             true => self.add_all(column.present_strings()),
+            false if self.plain.is_none() && column.is_constant_integer() => {
+                // One value throughout (a piece comes from one partition):
+                // one lookup for the piece.
+                self.add_all(column.present_numbers().take(1));
+                if let Some(&index) = self.indices.last() {
+                    self.indices.extend(std::iter::repeat_n(index, column.len() - 1));
+                }
+            }
             false => self.add_all(column.present_numbers()),
         }
         Ok(())

@@ -153,7 +153,16 @@ fn columns_read_back_with_nulls_widths_and_statistics() {
     ));
     let quantities: ArrayRef = Arc::new(Int64Array::from((0..n).map(|i| i as i64 % 9 - 4).collect::<Vec<_>>()));
     let no_value: ArrayRef = Arc::new(Float64Array::from(vec![None; n]));
-    let columns = vec![("s", strings), ("one", one_value), ("price", prices), ("q", quantities), ("none", no_value)];
+    // One value per piece, another in the next (a piece's partition).
+    let runs: ArrayRef = Arc::new(Int64Array::from((0..n).map(|i| (i / PIECE) as i64 % 3 - 1).collect::<Vec<_>>()));
+    let columns = vec![
+        ("s", strings),
+        ("one", one_value),
+        ("price", prices),
+        ("q", quantities),
+        ("none", no_value),
+        ("runs", runs),
+    ];
     let (read, reader) = round_trip(columns.clone(), 6_000);
     for (i, (name, array)) in columns.iter().enumerate() {
         assert_eq!(read.column(i).as_ref(), array.as_ref(), "column {name}");
@@ -179,6 +188,10 @@ fn columns_read_back_with_nulls_widths_and_statistics() {
     match rg.column(3).statistics() {
         Some(Statistics::Int64(s)) => assert_eq!((s.min_opt(), s.max_opt()), (Some(&-4), Some(&4))),
         other => panic!("quantity statistics {other:?}"),
+    }
+    match rg.column(5).statistics() {
+        Some(Statistics::Int64(s)) => assert_eq!((s.min_opt(), s.max_opt()), (Some(&-1), Some(&1))),
+        other => panic!("runs statistics {other:?}"),
     }
     let none = rg.column(4).statistics().expect("a column of nulls has statistics");
     assert_eq!((none.null_count_opt(), none.min_bytes_opt()), (Some(n as u64), None));
