@@ -38,6 +38,11 @@ pub struct Metrics {
     pub archive_bytes: AtomicU64,
     /// Rows not written again because the commit log already covers them.
     pub archive_skipped: AtomicU64,
+    /// Time (µs) the archive thread spent encoding and committing: a rate
+    /// near one second per second means the archive is the bottleneck.
+    pub archive_busy_micros: AtomicU64,
+    /// Time (µs) the speed layer waited for room in the archive's queue.
+    pub archive_wait_micros: AtomicU64,
     /// Messages re-read after a restart only to rebuild the clock.
     pub kafka_replayed: AtomicU64,
     /// Alerts of windows already delivered before a restart, not emitted again.

@@ -99,6 +99,7 @@ fn metrics_alerts_windows_and_auth_over_http() {
     let mut child = Command::new(bin())
         .current_dir(dir.path())
         .args(["stream", "--input", "-", "--no-console", "--http", &port.to_string(), "--http-token", "s3cret"])
+        .args(["--archive", "archive"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -170,6 +171,13 @@ fn metrics_alerts_windows_and_auth_over_http() {
     assert!(metric(&metrics, "clickwatch_alerts_total{status=\"final\"}") >= alerts.as_array().unwrap().len() as f64);
     assert!(metric(&metrics, "clickwatch_partition_watermark_seconds{partition=\"0\"}") > 1.7e9);
     assert!(metrics.contains("clickwatch_watermark_lag_seconds "), "{metrics}");
+    // The archive's writer counts the time it works on what was read.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&get(&format!("{base}/metrics"), t).1, "clickwatch_archive_busy_seconds_total") <= 0.0 {
+        assert!(Instant::now() < deadline, "the archive writer's busy time stayed 0");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metrics.contains("# TYPE clickwatch_archive_backpressure_seconds_total counter"), "{metrics}");
     let stats = json(&get(&format!("{base}/api/stats"), t).1);
     assert!(stats["events"].as_u64().unwrap() > 50_000, "{stats}");
 

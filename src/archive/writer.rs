@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::columns::{ArchiveColumns, Spares};
 use super::commit_log::{temp_path, CommitLog, FileEntry, InputRange, Record};
@@ -43,10 +43,14 @@ pub struct Piece {
     pub checkpoint: Option<Checkpoint>,
 }
 
+/// Pieces the writer's queue holds: ~25 ms of input at full speed.
+const QUEUE: usize = 64;
+
 /// Handle of the writer thread.
 pub struct ArchiveWriter {
     tx: Option<Sender<Piece>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl ArchiveWriter {
@@ -59,8 +63,18 @@ impl ArchiveWriter {
         spares: Arc<Spares>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
+        Self::start_with_queue(cfg, source, spares, metrics, QUEUE)
+    }
+
+    fn start_with_queue(
+        cfg: &ArchiveConfig,
+        source: String,
+        spares: Arc<Spares>,
+        metrics: Arc<Metrics>,
+        queue: usize,
+    ) -> anyhow::Result<Self> {
         let log = CommitLog::open(&cfg.dir)?;
-        let (tx, rx) = bounded(64);
+        let (tx, rx) = bounded(queue);
         let mut state = State {
             log,
             source,
@@ -72,7 +86,7 @@ impl ArchiveWriter {
             range: BTreeMap::new(),
             oldest: None,
             spares,
-            metrics,
+            metrics: metrics.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("archive".into())
@@ -84,14 +98,25 @@ impl ArchiveWriter {
                 result.with_context(|| format!("archive {}", state.log.root().display()))
             })
             .context("starting the archive thread")?;
-        Ok(ArchiveWriter { tx: Some(tx), thread: Some(thread) })
+        Ok(ArchiveWriter { tx: Some(tx), thread: Some(thread), metrics })
     }
 
-    /// Hands over a piece; waits only if the writer is far behind. If the
-    /// writer has failed, returns its error (once).
+    /// Hands over a piece; waits only if the writer is far behind (and
+    /// counts the wait). If the writer has failed, returns its error
+    /// (once).
     pub fn send(&mut self, piece: Piece) -> anyhow::Result<()> {
         let Some(tx) = &self.tx else { return Ok(()) };
-        if tx.send(piece).is_ok() {
+        let sent = match tx.try_send(piece) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(piece)) => {
+                let waiting = Instant::now();
+                let sent = tx.send(piece).map_err(drop);
+                self.metrics.archive_wait_micros.fetch_add(micros(waiting.elapsed()), Relaxed);
+                sent
+            }
+            Err(TrySendError::Disconnected(_)) => Err(()),
+        };
+        if sent.is_ok() {
             return Ok(());
         }
         self.tx = None;
@@ -144,16 +169,30 @@ impl State {
                 Some(t) => self.roll_age.saturating_sub(t.elapsed()),
                 None => Duration::from_secs(3600),
             };
-            match rx.recv_timeout(wait) {
-                Ok(piece) => self.take(piece)?,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return self.commit(),
-            }
-            let old = self.oldest.is_some_and(|t| t.elapsed() >= self.roll_age);
-            if self.rows >= self.roll_rows || old {
-                self.commit()?;
-            }
+            let piece = match rx.recv_timeout(wait) {
+                Ok(piece) => Some(piece),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return self.busy(|s| s.commit()),
+            };
+            self.busy(|s| {
+                if let Some(piece) = piece {
+                    s.take(piece)?;
+                }
+                let old = s.oldest.is_some_and(|t| t.elapsed() >= s.roll_age);
+                if s.rows >= s.roll_rows || old {
+                    s.commit()?;
+                }
+                Ok(())
+            })?;
         }
+    }
+
+    /// `work`, its time counted as the archive thread's busy time.
+    fn busy(&mut self, work: impl FnOnce(&mut Self) -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let start = Instant::now();
+        let result = work(self);
+        self.metrics.archive_busy_micros.fetch_add(micros(start.elapsed()), Relaxed);
+        result
     }
 
     fn take(&mut self, piece: Piece) -> anyhow::Result<()> {
@@ -265,6 +304,10 @@ impl State {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// A piece's rows split by event day (days since the epoch), no day
 /// without rows. A piece is one input chunk, so almost always of one day:
 /// then it is not copied.
@@ -329,6 +372,47 @@ mod tests {
             c.push(e, Origin { ingest_time: 0, partition: 0, position: i as u64 });
         }
         c
+    }
+
+    #[test]
+    fn busy_time_and_waits_for_a_full_queue_are_counted() {
+        // A queue of one piece and pieces of 20 k rows: the writer is
+        // still encoding one when the next two are sent, so sends wait.
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let cfg = ArchiveConfig::new(dir.path().to_owned());
+        let spares = Arc::new(Spares::default());
+        let mut w = ArchiveWriter::start_with_queue(&cfg, "test".into(), spares, metrics.clone(), 1).unwrap();
+        let (pieces, rows) = (8u64, 20_000u64);
+        // Built first, then sent back to back.
+        let built: Vec<Piece> = (0..pieces)
+            .map(|p| {
+                let mut c = ArchiveColumns::default();
+                for i in 0..rows {
+                    let (user, position) = (format!("u{}", i % 977), p * rows + i);
+                    let e = EventRef {
+                        event_id: Some("e"),
+                        user_id: &user,
+                        product_id: "p",
+                        event_type: "view",
+                        category: "c",
+                        session_id: None,
+                        time: 86_400_000_000 + position as i64,
+                        price: None,
+                        quantity: None,
+                    };
+                    c.push(e, Origin { ingest_time: 0, partition: 0, position });
+                }
+                Piece { partition: 0, rows: c, through: (p + 1) * rows, checkpoint: None }
+            })
+            .collect();
+        for piece in built {
+            w.send(piece).unwrap();
+        }
+        w.finish().unwrap();
+        assert_eq!(Metrics::get(&metrics.archive_rows), pieces * rows);
+        assert!(Metrics::get(&metrics.archive_wait_micros) > 0, "sends waited for the writer");
+        assert!(Metrics::get(&metrics.archive_busy_micros) > 0, "the writer's work is counted");
     }
 
     #[test]

@@ -349,13 +349,16 @@ pub fn summary(m: &Metrics, secs: f64, cfg: &StreamConfig) -> String {
     }
     if let Some(a) = &cfg.archive {
         s += &format!(
-            "\nstream: archive {}: {} rows in {} files, {} bytes ({:.1} bytes/row), {} rows already archived",
+            "\nstream: archive {}: {} rows in {} files, {} bytes ({:.1} bytes/row), {} rows already archived; \
+             writer busy {:.2} s, speed layer waited {:.2} s for it",
             a.dir.display(),
             Metrics::get(&m.archive_rows),
             Metrics::get(&m.archive_files),
             Metrics::get(&m.archive_bytes),
             Metrics::get(&m.archive_bytes) as f64 / Metrics::get(&m.archive_rows).max(1) as f64,
             Metrics::get(&m.archive_skipped),
+            Metrics::get(&m.archive_busy_micros) as f64 / 1e6,
+            Metrics::get(&m.archive_wait_micros) as f64 / 1e6,
         );
     }
     if let Some(h) = &sinks.webhook {
