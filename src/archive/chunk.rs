@@ -193,7 +193,7 @@ impl Chunk {
         values(&mut self.body);
         let page = Page::DataPage {
             buf: Bytes::from(self.zstd.compress(&self.body)?),
-            // Pages hold one batch of rows, far below 4 G.
+            // A page holds about 64 k rows (a few pieces), far below 4 G.
             num_values: rows as u32,
             encoding,
             def_level_encoding: Encoding::RLE,

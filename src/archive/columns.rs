@@ -8,8 +8,8 @@
 //! into Arrow builders on the archive thread cost two copies and a quarter
 //! of that thread's time; later, gathering pieces into 64 k-row Arrow
 //! batches for the encoders still cost a tenth (a copy, Arrow's validity
-//! bitmaps and UTF-8 checks), all on the one thread that cannot spread
-//! over workers.
+//! bitmaps and checks), all on the one thread that cannot spread over
+//! workers.
 //!
 //! Validity is kept only for columns that have had a null: most pieces
 //! have none, and then nothing is stored per row for it.
@@ -94,8 +94,8 @@ impl<'a> Column<'a> {
             ColumnData::Strings { bytes, offsets } => (bytes, offsets),
             _ => (&[][..], &[][..]),
         };
-        let valid = self.valid;
-        Column::strings(bytes, offsets).enumerate().filter(move |&(i, _)| valid.get(i) != Some(&false)).map(|(_, v)| v)
+        let column = *self;
+        Column::strings(bytes, offsets).enumerate().filter(move |&(i, _)| column.is_valid(i)).map(|(_, v)| v)
     }
 
     /// The little-endian bytes of each present value of a column of
@@ -107,8 +107,8 @@ impl<'a> Column<'a> {
             ColumnData::Int32(v) => (v.to_byte_slice(), 4),
             ColumnData::Strings { .. } => (&[][..], 8),
         };
-        let valid = self.valid;
-        bytes.chunks_exact(width).enumerate().filter(move |&(i, _)| valid.get(i) != Some(&false)).map(|(_, v)| v)
+        let column = *self;
+        bytes.chunks_exact(width).enumerate().filter(move |&(i, _)| column.is_valid(i)).map(|(_, v)| v)
     }
 
     /// The bytes of every string, nulls included (as empty strings).
@@ -178,7 +178,7 @@ impl Strings {
         let base = self.end();
         self.bytes.extend_from_slice(&other.bytes);
         // Offsets stay below 2 GiB (see `end`); saturating keeps them
-        // monotonic even for a corrupt piece, which `into_array` refuses.
+        // monotonic even for a corrupt piece, which `is_consistent` refuses.
         let shifted = other.offsets.iter().skip(1).map(|&o| base.saturating_add(o));
         self.offsets.extend(shifted);
     }
@@ -205,15 +205,19 @@ impl Strings {
     }
 
     /// Whether there are `rows` values, offsets in order within the
-    /// bytes, and the bytes UTF-8 (true of columns built here; checked of
-    /// a piece from another process, whose bytes were not `&str`s there).
+    /// bytes, and each value UTF-8: the bytes are, and no offset splits a
+    /// character (true of columns built here; checked of a piece from
+    /// another process, whose bytes were not `&str`s there).
     fn holds(&self, rows: usize) -> bool {
         let ordered = self.offsets.first() == Some(&0) && self.offsets.windows(2).all(|w| w[0] <= w[1]);
+        // A UTF-8 continuation byte is 0b10xx_xxxx: no value starts there.
+        let at_char = |&o: &i32| self.bytes.get(o as usize).is_none_or(|&b| (b as i8) >= -0x40);
         self.len() == rows
             && (self.valid.is_empty() || self.valid.len() == rows)
             && ordered
             && self.end() == *self.offsets.last().unwrap_or(&0)
             && simdutf8::basic::from_utf8(&self.bytes).is_ok()
+            && self.offsets.iter().all(at_char)
     }
 
     fn column(&self) -> Column<'_> {
@@ -401,9 +405,10 @@ impl ArchiveColumns {
         self.position.push(i64::try_from(at.position).unwrap_or(i64::MAX));
     }
 
-    /// Whether every column has a value (and validity, if any) per row:
-    /// true of columns built here, checked of a piece from another
-    /// process before its rows are read.
+    /// Whether every column has a value (and validity, if any) per row,
+    /// the required columns no null, and every string is UTF-8: true of
+    /// columns built here, checked of a piece from another process before
+    /// its rows are read.
     pub fn is_consistent(&self) -> bool {
         let n = self.len();
         [&self.event_id, &self.user_id, &self.product_id, &self.event_type, &self.category, &self.session_id]
@@ -412,6 +417,22 @@ impl ArchiveColumns {
             && [&self.time, &self.quantity, &self.ingest_time, &self.position].iter().all(|v| v.holds(n))
             && self.price.holds(n)
             && self.partition.holds(n)
+            && self.required().iter().all(|valid| valid.is_empty())
+    }
+
+    /// The validity of the columns that never hold a null (the schema's
+    /// required ones): always empty.
+    fn required(&self) -> [&[bool]; 8] {
+        [
+            &self.user_id.valid,
+            &self.product_id.valid,
+            &self.event_type.valid,
+            &self.category.valid,
+            &self.time.valid,
+            &self.ingest_time.valid,
+            &self.partition.valid,
+            &self.position.valid,
+        ]
     }
 
     /// Row `i` (`i < len()`, columns consistent).

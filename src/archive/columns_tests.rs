@@ -95,6 +95,14 @@ fn broken_columns_from_elsewhere_are_refused() {
     assert!(broken(&["user_id", "offsets"], serde_json::json!([1, 2, 3, 4, 8])), "not from 0");
     assert!(broken(&["user_id", "bytes"], serde_json::json!([117, 48, 117, 49, 117, 50, 117, 255])), "not UTF-8");
     assert!(broken(&["time", "values"], serde_json::json!([1, 2])), "a short column");
+    // "ü" is C3 BC: an offset between the two splits it into two values
+    // that are not UTF-8, though the bytes are.
+    assert!(broken(&["user_id", "bytes"], serde_json::json!([117, 48, 117, 0xC3, 0xBC, 117, 50, 51])), "one char");
+    assert!(broken(&["time", "valid"], serde_json::json!([true, false, true, true])), "a null in a required column");
+    assert!(
+        broken(&["user_id", "valid"], serde_json::json!([true, true, true, true])),
+        "validity on a required column"
+    );
     assert!(broken(&["user_id", "offsets"], serde_json::json!([])), "no offsets at all");
     assert!(broken(&["quantity", "values"], serde_json::json!([1])), "a short column with validity");
     assert!(columns(4).is_consistent());

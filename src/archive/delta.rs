@@ -4,7 +4,7 @@
 //!
 //! Through arrow-rs's column writers these five columns took about a
 //! quarter of the archive thread (its general encoders, level builders
-//! and a gather per value). Here a page is one pass over the batch's
+//! and a gather per value). Here a page is one pass over the pieces'
 //! values into one buffer, which `Chunk` compresses; the formats are the
 //! Parquet specification's, which Spark (≥ 3.3), DuckDB and pyarrow read.
 //!
@@ -132,6 +132,9 @@ impl DeltaColumn {
     pub fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
         let ColumnData::Int64(values) = column.data else { anyhow::bail!("not a 64-bit integer column") };
         self.chunk.add_rows(&column)?;
+        if values.is_empty() {
+            return Ok(());
+        }
         let (lo, hi) =
             values.iter().fold(self.bounds.unwrap_or((i64::MAX, i64::MIN)), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         self.bounds = Some((lo, hi));
@@ -147,7 +150,9 @@ impl DeltaColumn {
         Ok(())
     }
 
+    /// The chunk (its last page closed first).
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        self.page()?;
         let (lo, hi) = self.bounds.take().unzip();
         let statistics = Some(Statistics::new(lo, hi, None, Some(0), false));
         self.chunk.close(descr, Extras { dictionary: None, statistics })
@@ -213,7 +218,9 @@ impl BytesColumn {
         Ok(())
     }
 
+    /// The chunk (its last page closed first).
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        self.page()?;
         self.chunk.close(descr, Extras { dictionary: None, statistics: None })
     }
 }

@@ -12,7 +12,7 @@
 //! probe, with no call for the comparison.
 //!
 //! What is written is ordinary Parquet that every reader knows: per column
-//! chunk a PLAIN dictionary page, then one v1 data page per batch holding
+//! chunk a PLAIN dictionary page, then one v1 data page per ~64 k rows holding
 //! definition levels (nullable columns) and RLE/bit-packed hybrid indices
 //! (`RLE_DICTIONARY`); `Chunk` compresses the pages and writes their
 //! headers and the chunk's metadata. If a dictionary outgrows
@@ -250,7 +250,7 @@ impl Dictionary {
             }
             at = (at + 1) & mask;
         }
-        // Dictionaries stay below `MAX_DICTIONARY_BYTES` plus one batch
+        // Dictionaries stay below `MAX_DICTIONARY_BYTES` plus one page
         // of values, far from 4 G entries.
         let i = self.count;
         self.count += 1;
@@ -448,9 +448,11 @@ impl DictColumn {
         Ok(())
     }
 
-    /// The chunk's bytes (dictionary page first) and what the row group
-    /// needs to know of them; the column is empty again afterwards.
+    /// The chunk's bytes (dictionary page first, its last data page
+    /// closed first) and what the row group needs to know of them; the
+    /// column is empty again afterwards.
     pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        self.page()?;
         let dictionary = self.dictionary_pages.then(|| (self.dict.plain(self.physical), self.dict.len() as u32));
         let statistics = (self.physical != Physical::Utf8)
             .then(|| self.bounds.statistics(self.physical, self.chunk.nulls(), self.nans));

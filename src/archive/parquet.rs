@@ -85,7 +85,7 @@ pub fn event_date(t: Micros) -> String {
     }
 }
 
-/// Rows per row group (about; a group closes after the batch that
+/// Rows per row group (about; a group closes after the page that
 /// reaches it).
 const ROW_GROUP: u64 = 1 << 20;
 
@@ -191,6 +191,10 @@ impl PartWriter {
         if n == 0 {
             return Ok(columns);
         }
+        // Checked before any encoder takes a row, so none is left ahead.
+        if columns.columns().iter().any(|c| c.len() != n) {
+            bail!("archive columns of different lengths");
+        }
         let group = match &mut self.group {
             Some(group) => group,
             None => self
@@ -224,7 +228,8 @@ impl PartWriter {
 
     /// Appends the row group being built to the file.
     fn close_group(&mut self) -> anyhow::Result<()> {
-        self.pages()?;
+        // Each encoder closes its last page itself.
+        self.page_rows = 0;
         let Some(encoders) = self.group.take() else { return Ok(()) };
         let mut group = self.file.next_row_group()?;
         for (i, mut encoder) in encoders.into_iter().enumerate() {
@@ -412,8 +417,9 @@ mod tests {
 
     #[test]
     fn pieces_join_into_pages_and_their_memory_comes_back() {
-        // Pieces of 1000 rows, nulls in some only: pages of 64 k rows
-        // start and end inside pieces.
+        // Pieces of 1000 rows, nulls in some only: a page closes after
+        // the piece that reaches 64 k rows, so it joins pieces with and
+        // without nulls.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.parquet");
         let rows: Vec<ArchiveRow> = (0..70_000).map(|i| row(i, i % 3 != 0 || (i / 2_500) % 2 == 0)).collect();
@@ -438,7 +444,7 @@ mod tests {
         while let Some(page) = pages.get_next_page().unwrap() {
             data_pages += usize::from(page.page_type() == parquet::basic::PageType::DATA_PAGE);
         }
-        assert_eq!((data_pages, time.num_values()), (2, 70_000), "a 64 k-row page and the rest");
+        assert_eq!((data_pages, time.num_values()), (2, 70_000), "a page of 66 pieces and one of the rest");
     }
 
     #[test]

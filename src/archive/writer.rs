@@ -197,7 +197,11 @@ impl State {
 
     fn take(&mut self, piece: Piece) -> anyhow::Result<()> {
         if !piece.rows.is_consistent() {
-            anyhow::bail!("a piece of partition {} arrived with columns of different lengths", piece.partition);
+            anyhow::bail!(
+                "a piece of partition {} arrived broken (columns of different lengths, a null in a required \
+                 column, or strings that are not UTF-8)",
+                piece.partition
+            );
         }
         let committed = self.log.committed_prefix(&self.source, piece.partition);
         let range = self.range.entry(piece.partition).or_insert((committed, committed, None));
