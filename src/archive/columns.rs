@@ -204,17 +204,20 @@ impl Strings {
         self.get(i).unwrap_or_default()
     }
 
-    /// Whether there are `rows` values, offsets in order within the
-    /// bytes, and each value UTF-8: the bytes are, and no offset splits a
-    /// character (true of columns built here; checked of a piece from
-    /// another process, whose bytes were not `&str`s there).
-    fn holds(&self, rows: usize) -> bool {
+    /// Whether there are `rows` values and, if the column is `foreign`
+    /// (deserialized, not pushed here as `&str`s), offsets in order within
+    /// the bytes and each value UTF-8: the bytes are, and no offset splits
+    /// a character.
+    fn holds(&self, rows: usize, foreign: bool) -> bool {
+        let counted = self.len() == rows && (self.valid.is_empty() || self.valid.len() == rows);
+        counted && (!foreign || self.well_formed())
+    }
+
+    fn well_formed(&self) -> bool {
         let ordered = self.offsets.first() == Some(&0) && self.offsets.windows(2).all(|w| w[0] <= w[1]);
         // A UTF-8 continuation byte is 0b10xx_xxxx: no value starts there.
         let at_char = |&o: &i32| self.bytes.get(o as usize).is_none_or(|&b| (b as i8) >= -0x40);
-        self.len() == rows
-            && (self.valid.is_empty() || self.valid.len() == rows)
-            && ordered
+        ordered
             && self.end() == *self.offsets.last().unwrap_or(&0)
             && simdutf8::basic::from_utf8(&self.bytes).is_ok()
             && self.offsets.iter().all(at_char)
@@ -345,6 +348,17 @@ pub struct ArchiveColumns {
     ingest_time: Values<Micros>,
     partition: Values<i32>,
     position: Values<i64>,
+    /// Whether some rows were deserialized (from another process of a
+    /// cluster), so their strings were not pushed here as `&str`s and
+    /// [`ArchiveColumns::is_consistent`] must check that they are UTF-8
+    /// and their offsets in order. That check is ~5 % of the archive
+    /// thread, spent for nothing on the rows built here.
+    #[serde(skip, default = "deserialized")]
+    foreign: bool,
+}
+
+fn deserialized() -> bool {
+    true
 }
 
 impl ArchiveColumns {
@@ -413,7 +427,7 @@ impl ArchiveColumns {
         let n = self.len();
         [&self.event_id, &self.user_id, &self.product_id, &self.event_type, &self.category, &self.session_id]
             .iter()
-            .all(|s| s.holds(n))
+            .all(|s| s.holds(n, self.foreign))
             && [&self.time, &self.quantity, &self.ingest_time, &self.position].iter().all(|v| v.holds(n))
             && self.price.holds(n)
             && self.partition.holds(n)
@@ -515,6 +529,7 @@ impl ArchiveColumns {
         self.ingest_time.append(&other.ingest_time);
         self.partition.append(&other.partition);
         self.position.append(&other.position);
+        self.foreign |= other.foreign;
         other.clear();
     }
 
@@ -527,6 +542,7 @@ impl ArchiveColumns {
         self.ingest_time.clear();
         self.partition.clear();
         self.position.clear();
+        self.foreign = false;
     }
 }
 

@@ -106,7 +106,15 @@ fn broken_columns_from_elsewhere_are_refused() {
     assert!(broken(&["user_id", "offsets"], serde_json::json!([])), "no offsets at all");
     assert!(broken(&["quantity", "values"], serde_json::json!([1])), "a short column with validity");
     assert!(columns(4).is_consistent());
-    assert!(serde_json::from_value::<ArchiveColumns>(good).unwrap().is_consistent());
+    // Rows from elsewhere are checked wherever they go, until cleared.
+    let received = serde_json::from_value::<ArchiveColumns>(good).unwrap();
+    assert!(received.foreign && !columns(4).foreign);
+    assert!(received.is_consistent());
+    let mut gathered = columns(2);
+    gathered.append(&mut received.clone());
+    assert!(gathered.foreign && gathered.is_consistent());
+    gathered.clear();
+    assert!(!gathered.foreign);
 }
 
 #[test]
