@@ -90,12 +90,19 @@ impl<'a> Column<'a> {
     /// The bytes of each present value of a string column, in order
     /// (nothing for a column of numbers).
     pub fn present_strings(&self) -> impl Iterator<Item = &'a [u8]> + Clone {
+        self.present_strings_at().map(|(_, v)| v)
+    }
+
+    /// Each present value of a string column with where it starts in the
+    /// column's bytes, in order (nothing for a column of numbers).
+    pub fn present_strings_at(&self) -> impl Iterator<Item = (usize, &'a [u8])> + Clone {
         let (bytes, offsets) = match self.data {
             ColumnData::Strings { bytes, offsets } => (bytes, offsets),
             _ => (&[][..], &[][..]),
         };
         let column = *self;
-        Column::strings(bytes, offsets).enumerate().filter(move |&(i, _)| column.is_valid(i)).map(|(_, v)| v)
+        let values = offsets.windows(2).map(|w| (w[0] as usize, bytes.get(w[0] as usize..w[1] as usize)));
+        values.enumerate().filter(move |&(i, _)| column.is_valid(i)).map(|(_, (at, v))| (at, v.unwrap_or_default()))
     }
 
     /// The little-endian bytes of each present value of a column of
@@ -109,13 +116,6 @@ impl<'a> Column<'a> {
         };
         let column = *self;
         bytes.chunks_exact(width).enumerate().filter(move |&(i, _)| column.is_valid(i)).map(|(_, v)| v)
-    }
-
-    /// The bytes of every string, nulls included (as empty strings).
-    /// Offsets are in order within `bytes` in any [`ArchiveColumns`] that
-    /// [`ArchiveColumns::is_consistent`] accepted.
-    pub fn strings(bytes: &'a [u8], offsets: &'a [i32]) -> impl Iterator<Item = &'a [u8]> + Clone {
-        offsets.windows(2).map(|w| bytes.get(w[0] as usize..w[1] as usize).unwrap_or_default())
     }
 }
 

@@ -92,6 +92,30 @@ impl Probe {
         let (a, b) = words(v);
         Probe { a, b, hash: hash_of(v, a, b) }
     }
+
+    /// The probe of `v`, which starts at `at` in `buffer` (a piece's
+    /// string bytes): when 16 bytes from `at` lie in `buffer`, its words
+    /// are two fixed loads masked to its length, with no branch on that
+    /// length. In a column like `category` (4 to 11 bytes, in no order)
+    /// the branches of [`words`] were mispredicted about every other value.
+    #[inline]
+    fn at(buffer: &[u8], at: usize, v: &[u8]) -> Probe {
+        let n = v.len();
+        match buffer.get(at..).and_then(<[u8]>::first_chunk::<16>) {
+            Some(w) if n <= 16 => {
+                let x = u128::from_le_bytes(*w);
+                let (a, b) = (low_bytes(x as u64, n.min(8)), low_bytes((x >> 64) as u64, n.saturating_sub(8)));
+                Probe { a, b, hash: hash(a, b, n) }
+            }
+            _ => Probe::of(v),
+        }
+    }
+}
+
+/// The low `n` bytes of `w` (`n` ≤ 8), the rest zero.
+#[inline]
+fn low_bytes(w: u64, n: usize) -> u64 {
+    w & ((1u128 << (8 * n)) - 1) as u64
 }
 
 /// Asks for `slot`'s cache line ahead of its use (a hint; no effect on
@@ -108,8 +132,9 @@ fn prefetch(slot: &Slot) {
     let _ = slot;
 }
 
-/// The first and last up to 8 bytes of `v`, each as a little-endian word
-/// (zero-padded). Loads of fixed width only: copying a short value through
+/// The words a slot keeps of `v`: for up to 16 bytes the value itself,
+/// zero-padded (bytes 0–7, then 8–15); for longer values its first and
+/// last 8 bytes. Loads of fixed width only: copying a short value through
 /// `copy_from_slice` called `memcpy` and stalled the load that followed.
 #[inline]
 fn words(v: &[u8]) -> (u64, u64) {
@@ -117,7 +142,10 @@ fn words(v: &[u8]) -> (u64, u64) {
     let word = |c: Option<&[u8; 8]>| c.map_or(0, |c| u64::from_le_bytes(*c));
     let half = |c: Option<&[u8; 4]>| c.map_or(0, |c| u64::from(u32::from_le_bytes(*c)));
     match n {
-        8.. => (word(v.first_chunk()), word(v.last_chunk())),
+        17.. => (word(v.first_chunk()), word(v.last_chunk())),
+        // The last 8 bytes shifted down to what follows the first 8.
+        9..=16 => (word(v.first_chunk()), word(v.last_chunk()) >> (8 * (16 - n))),
+        8 => (word(v.first_chunk()), 0),
         // Two overlapping halves; the bytes they share are the same.
         4..=7 => (half(v.first_chunk()) | half(v.last_chunk()) << (8 * (n - 4)), 0),
         1..=3 => {
@@ -175,15 +203,16 @@ impl Dictionary {
         self.intern_probe(v, Probe::of(v))
     }
 
-    /// Interns each of `values` in order: its index goes to `indices`, and
-    /// a value seen for the first time also to `new`.
+    /// Interns each of `values` (with its [`Probe`]) in order: its index
+    /// goes to `indices`, and a value seen for the first time also to
+    /// `new`.
     ///
-    /// Values are hashed `AHEAD` ahead of their lookup and their slot's
+    /// Values are probed `AHEAD` ahead of their lookup and their slot's
     /// cache line prefetched: a table of 20 k users is larger than a core's
     /// L2, and waiting for the slot's load was 40 % of interning.
-    pub fn intern_all<'v>(
+    fn intern_all<'v>(
         &mut self,
-        values: impl Iterator<Item = &'v [u8]>,
+        values: impl Iterator<Item = (&'v [u8], Probe)>,
         indices: &mut Vec<u32>,
         mut new: impl FnMut(&[u8]),
     ) {
@@ -196,14 +225,14 @@ impl Dictionary {
         if self.slots.len() <= CACHED_SLOTS {
             // The table is in L1/L2 anyway (event types, categories,
             // quantities, prices): a prefetch would only cost.
-            values.for_each(|v| record(v, self.intern(v)));
+            values.for_each(|(v, probe)| record(v, self.intern_probe(v, probe)));
             return;
         }
         let mut ring: [(&[u8], Probe); AHEAD] = [(&[], Probe::default()); AHEAD];
         let mut values = values.fuse();
         let mut queued = 0;
-        for (n, v) in values.by_ref().take(AHEAD).enumerate() {
-            ring[n] = (v, self.probe(v));
+        for (n, (v, probe)) in values.by_ref().take(AHEAD).enumerate() {
+            ring[n] = (v, self.prefetched(probe));
             queued += 1;
         }
         let mut at = 0;
@@ -211,17 +240,16 @@ impl Dictionary {
             let (v, probe) = ring[at];
             record(v, self.intern_probe(v, probe));
             match values.next() {
-                Some(next) => ring[at] = (next, self.probe(next)),
+                Some((next, probe)) => ring[at] = (next, self.prefetched(probe)),
                 None => queued -= 1,
             }
             at = (at + 1) % AHEAD;
         }
     }
 
-    /// `v`'s words and hash, its slot's cache line prefetched.
+    /// `probe`, its slot's cache line prefetched.
     #[inline]
-    fn probe(&self, v: &[u8]) -> Probe {
-        let probe = Probe::of(v);
+    fn prefetched(&self, probe: Probe) -> Probe {
         if let Some(slot) = self.slots.get(probe.hash as usize & self.slots.len().wrapping_sub(1)) {
             prefetch(slot);
         }
@@ -379,14 +407,15 @@ impl DictColumn {
     }
 
     /// Adds non-null values.
-    fn add_all<'v>(&mut self, values: impl Iterator<Item = &'v [u8]> + Clone) {
+    fn add_all<'v>(&mut self, values: impl Iterator<Item = (&'v [u8], Probe)> + Clone) {
         if self.physical == Physical::Double {
-            let nan = |v: &&[u8]| v.first_chunk().is_some_and(|w: &[u8; 8]| f64::from_le_bytes(*w).is_nan());
+            let nan =
+                |(v, _): &(&[u8], Probe)| v.first_chunk().is_some_and(|w: &[u8; 8]| f64::from_le_bytes(*w).is_nan());
             self.nans += values.clone().filter(nan).count() as u64;
         }
         let (physical, bounds) = (self.physical, &mut self.bounds);
         match &mut self.plain {
-            Some(plain) => values.for_each(|v| {
+            Some(plain) => values.for_each(|(v, _)| {
                 plain_value(physical, v, plain);
                 bounds.observe(physical, v);
             }),
@@ -409,16 +438,22 @@ impl DictColumn {
         };
         self.chunk.add_rows(&column)?;
         match strings {
-            true => self.add_all(column.present_strings()),
+            true => {
+                let bytes = match column.data {
+                    ColumnData::Strings { bytes, .. } => bytes,
+                    _ => &[],
+                };
+                self.add_all(column.present_strings_at().map(|(at, v)| (v, Probe::at(bytes, at, v))));
+            }
             false if self.plain.is_none() && column.is_constant_integer() => {
                 // One value throughout (a piece comes from one partition):
                 // one lookup for the piece.
-                self.add_all(column.present_numbers().take(1));
+                self.add_all(column.present_numbers().take(1).map(|v| (v, Probe::of(v))));
                 if let Some(&index) = self.indices.last() {
                     self.indices.extend(std::iter::repeat_n(index, column.len() - 1));
                 }
             }
-            false => self.add_all(column.present_numbers()),
+            false => self.add_all(column.present_numbers().map(|v| (v, Probe::of(v)))),
         }
         Ok(())
     }

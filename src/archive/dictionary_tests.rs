@@ -220,16 +220,34 @@ fn a_dictionary_past_its_limit_falls_back_to_plain_pages() {
 }
 
 #[test]
-fn words_are_the_first_and_last_eight_bytes_zero_padded() {
+fn words_are_the_value_zero_padded_or_its_first_and_last_eight_bytes() {
     let bytes: Vec<u8> = (1..=24).collect();
+    let pad = |s: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..s.len()].copy_from_slice(s);
+        u64::from_le_bytes(w)
+    };
     for n in 0..=24 {
         let v = &bytes[..n];
-        let pad = |s: &[u8]| {
-            let mut w = [0u8; 8];
-            w[..s.len()].copy_from_slice(s);
-            u64::from_le_bytes(w)
+        let expect = match n {
+            17.. => (pad(&v[..8]), pad(&v[n - 8..])),
+            9..=16 => (pad(&v[..8]), pad(&v[8..])),
+            _ => (pad(v), 0),
         };
-        let expect = if n >= 8 { (pad(&v[..8]), pad(&v[n - 8..])) } else { (pad(v), 0) };
         assert_eq!(words(v), expect, "{n} bytes");
+    }
+}
+
+#[test]
+fn a_probe_from_the_buffer_is_the_probe_of_the_value() {
+    // Every length at every start, near the buffer's end too (where the
+    // two fixed loads would not fit), bytes with the high bit set.
+    let buffer: Vec<u8> = (0..64u32).map(|i| (i * 37 + 200) as u8).collect();
+    for at in 0..buffer.len() {
+        for n in 0..=24.min(buffer.len() - at) {
+            let v = &buffer[at..at + n];
+            let (p, q) = (Probe::at(&buffer, at, v), Probe::of(v));
+            assert_eq!((p.a, p.b, p.hash), (q.a, q.b, q.hash), "{n} bytes at {at}");
+        }
     }
 }
