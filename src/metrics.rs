@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::alert::AlertStatus;
 use crate::event::{EventKind, Reason};
@@ -135,5 +136,15 @@ impl Metrics {
 
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Relaxed)
+    }
+
+    /// Adds `d` to a time counter kept in microseconds.
+    pub fn add_time(c: &AtomicU64, d: Duration) {
+        c.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    /// A time counter kept in microseconds, in seconds.
+    pub fn seconds(c: &AtomicU64) -> f64 {
+        Self::get(c) as f64 / 1e6
     }
 }

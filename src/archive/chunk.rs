@@ -23,7 +23,7 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::columns::Column;
+use super::columns::{append_validity, Column};
 use super::hybrid;
 
 /// The zstd level of every page. Level 1: measured ~25 % less archive CPU
@@ -151,17 +151,11 @@ impl Chunk {
             anyhow::bail!("archive column of {len} rows with {} validity flags", valid.len());
         }
         let nulls = valid.iter().filter(|&&v| !v).count();
-        if nulls > 0 {
-            if !self.nullable {
-                anyhow::bail!("null in a required archive column");
-            }
-            if self.page_valid.is_empty() {
-                self.page_valid.resize(self.page_len, true);
-            }
-            self.page_valid.extend_from_slice(valid);
-        } else if !self.page_valid.is_empty() {
-            self.page_valid.resize(self.page_valid.len() + len, true);
+        if nulls > 0 && !self.nullable {
+            anyhow::bail!("null in a required archive column");
         }
+        let valid = if nulls > 0 { valid } else { &[] };
+        append_validity(&mut self.page_valid, self.page_len, valid, len);
         self.page_len += len;
         self.nulls += nulls as u64;
         Ok(())

@@ -282,7 +282,7 @@ impl<T: Copy + Default> Values<T> {
 
 /// Validity of `rows` values followed by `other` of `other_rows`: stays
 /// empty while both are (every value present).
-fn append_validity(valid: &mut Vec<bool>, rows: usize, other: &[bool], other_rows: usize) {
+pub(super) fn append_validity(valid: &mut Vec<bool>, rows: usize, other: &[bool], other_rows: usize) {
     if valid.is_empty() && other.is_empty() {
         return;
     }

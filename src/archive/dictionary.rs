@@ -429,23 +429,18 @@ impl DictColumn {
     /// Adds `column`'s values to the page being built; `column` is of
     /// this column's type (as the archive schema fixes it).
     pub fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
+        // A string column's bytes; `None` for numbers.
         let strings = match (self.physical, column.data) {
-            (Physical::Utf8, ColumnData::Strings { .. }) => true,
+            (Physical::Utf8, ColumnData::Strings { bytes, .. }) => Some(bytes),
             (Physical::Double, ColumnData::Double(_))
             | (Physical::Int64, ColumnData::Int64(_))
-            | (Physical::Int32, ColumnData::Int32(_)) => false,
+            | (Physical::Int32, ColumnData::Int32(_)) => None,
             (physical, _) => anyhow::bail!("not a column of {physical:?}"),
         };
         self.chunk.add_rows(&column)?;
         match strings {
-            true => {
-                let bytes = match column.data {
-                    ColumnData::Strings { bytes, .. } => bytes,
-                    _ => &[],
-                };
-                self.add_all(column.present_strings_at().map(|(at, v)| (v, Probe::at(bytes, at, v))));
-            }
-            false if self.plain.is_none() && column.is_constant_integer() => {
+            Some(bytes) => self.add_all(column.present_strings_at().map(|(at, v)| (v, Probe::at(bytes, at, v)))),
+            None if self.plain.is_none() && column.is_constant_integer() => {
                 // One value throughout (a piece comes from one partition):
                 // one lookup for the piece.
                 self.add_all(column.present_numbers().take(1).map(|v| (v, Probe::of(v))));
@@ -453,7 +448,7 @@ impl DictColumn {
                     self.indices.extend(std::iter::repeat_n(index, column.len() - 1));
                 }
             }
-            false => self.add_all(column.present_numbers().map(|v| (v, Probe::of(v)))),
+            None => self.add_all(column.present_numbers().map(|v| (v, Probe::of(v)))),
         }
         Ok(())
     }

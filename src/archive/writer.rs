@@ -111,7 +111,7 @@ impl ArchiveWriter {
             Err(TrySendError::Full(piece)) => {
                 let waiting = Instant::now();
                 let sent = tx.send(piece).map_err(drop);
-                self.metrics.archive_wait_micros.fetch_add(micros(waiting.elapsed()), Relaxed);
+                Metrics::add_time(&self.metrics.archive_wait_micros, waiting.elapsed());
                 sent
             }
             Err(TrySendError::Disconnected(_)) => Err(()),
@@ -191,7 +191,7 @@ impl State {
     fn busy(&mut self, work: impl FnOnce(&mut Self) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let start = Instant::now();
         let result = work(self);
-        self.metrics.archive_busy_micros.fetch_add(micros(start.elapsed()), Relaxed);
+        Metrics::add_time(&self.metrics.archive_busy_micros, start.elapsed());
         result
     }
 
@@ -306,10 +306,6 @@ impl State {
         self.oldest = None;
         Ok(())
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// A piece's rows split by event day (days since the epoch), no day

@@ -357,8 +357,8 @@ pub fn summary(m: &Metrics, secs: f64, cfg: &StreamConfig) -> String {
             Metrics::get(&m.archive_bytes),
             Metrics::get(&m.archive_bytes) as f64 / Metrics::get(&m.archive_rows).max(1) as f64,
             Metrics::get(&m.archive_skipped),
-            Metrics::get(&m.archive_busy_micros) as f64 / 1e6,
-            Metrics::get(&m.archive_wait_micros) as f64 / 1e6,
+            Metrics::seconds(&m.archive_busy_micros),
+            Metrics::seconds(&m.archive_wait_micros),
         );
     }
     if let Some(h) = &sinks.webhook {

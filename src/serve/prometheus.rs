@@ -99,16 +99,15 @@ pub fn render(m: &Metrics) -> String {
     o.counter("clickwatch_archive_rows_total", "Rows committed to the Parquet archive.", Metrics::get(&m.archive_rows));
     o.counter("clickwatch_archive_files_total", "Parquet files committed.", Metrics::get(&m.archive_files));
     o.counter("clickwatch_archive_bytes_total", "Bytes of Parquet committed.", Metrics::get(&m.archive_bytes));
-    let seconds = |c: &std::sync::atomic::AtomicU64| Metrics::get(c) as f64 / 1e6;
     o.counter(
         "clickwatch_archive_busy_seconds_total",
         "Time the archive thread spent encoding and committing (a rate near 1: the archive is the bottleneck).",
-        seconds(&m.archive_busy_micros),
+        Metrics::seconds(&m.archive_busy_micros),
     );
     o.counter(
         "clickwatch_archive_backpressure_seconds_total",
         "Time the speed layer waited for room in the archive's queue.",
-        seconds(&m.archive_wait_micros),
+        Metrics::seconds(&m.archive_wait_micros),
     );
     let relaxed = std::sync::atomic::Ordering::Relaxed;
     let cells_help = "(product, pane) cells of the open windows, all workers.";

@@ -26,6 +26,7 @@ use super::windows::{DeskError, WindowQuery};
 use super::{alerts, prometheus, ServeState};
 use crate::alert::AlertStatus;
 use crate::event::timestamp::{format_rfc3339_secs, now_micros};
+use crate::metrics::Metrics;
 
 type Reply = Response<std::io::Cursor<Vec<u8>>>;
 
@@ -143,8 +144,8 @@ fn stats(state: &ServeState) -> serde_json::Value {
         "watermark_lag_seconds": (w > 0).then(|| (now - w) as f64 / 1e6),
         "archive_rows": m.archive_rows.load(Relaxed),
         "archive_files": m.archive_files.load(Relaxed),
-        "archive_busy_seconds": m.archive_busy_micros.load(Relaxed) as f64 / 1e6,
-        "archive_backpressure_seconds": m.archive_wait_micros.load(Relaxed) as f64 / 1e6,
+        "archive_busy_seconds": Metrics::seconds(&m.archive_busy_micros),
+        "archive_backpressure_seconds": Metrics::seconds(&m.archive_wait_micros),
         "partitions": partitions,
         "window_state_cells": m.window_cells.load(Relaxed),
         "dedup_ids": m.dedup_ids.load(Relaxed),
