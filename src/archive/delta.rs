@@ -24,7 +24,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::chunk::{Chunk, Extras};
+use super::chunk::{Chunk, Compressor, Extras};
 use super::columns::{Column, ColumnData};
 
 /// Values per block of deltas, and miniblocks per block (arrow-rs's and
@@ -122,11 +122,13 @@ pub struct DeltaColumn {
     values: Vec<i64>,
 }
 
-impl DeltaColumn {
-    pub fn new() -> anyhow::Result<Self> {
-        Ok(DeltaColumn { chunk: Chunk::new(false)?, bounds: None, values: Vec::new() })
+impl Default for DeltaColumn {
+    fn default() -> Self {
+        DeltaColumn { chunk: Chunk::new(false), bounds: None, values: Vec::new() }
     }
+}
 
+impl DeltaColumn {
     /// Adds `column`'s values (64-bit integers or times, no nulls) to the
     /// page being built.
     pub fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
@@ -143,19 +145,19 @@ impl DeltaColumn {
     }
 
     /// Closes the page of the values added since the last.
-    pub fn page(&mut self) -> anyhow::Result<()> {
+    pub fn page(&mut self, zstd: &mut Compressor) -> anyhow::Result<()> {
         let values = &self.values;
-        self.chunk.data_page(Encoding::DELTA_BINARY_PACKED, |body| delta_binary_packed(values, body))?;
+        self.chunk.data_page(zstd, Encoding::DELTA_BINARY_PACKED, |body| delta_binary_packed(values, body))?;
         self.values.clear();
         Ok(())
     }
 
     /// The chunk (its last page closed first).
-    pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
-        self.page()?;
+    pub fn close(&mut self, zstd: &mut Compressor, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        self.page(zstd)?;
         let (lo, hi) = self.bounds.take().unzip();
         let statistics = Some(Statistics::new(lo, hi, None, Some(0), false));
-        self.chunk.close(descr, Extras { dictionary: None, statistics })
+        self.chunk.close(zstd, descr, Extras { dictionary: None, statistics })
     }
 }
 
@@ -175,12 +177,14 @@ pub struct BytesColumn {
     previous: Vec<u8>,
 }
 
-impl BytesColumn {
-    pub fn new() -> anyhow::Result<Self> {
+impl Default for BytesColumn {
+    fn default() -> Self {
         let (prefixes, suffixes, bytes, previous) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        Ok(BytesColumn { chunk: Chunk::new(true)?, prefixes, suffixes, bytes, previous })
+        BytesColumn { chunk: Chunk::new(true), prefixes, suffixes, bytes, previous }
     }
+}
 
+impl BytesColumn {
     /// Adds `column`'s values (strings) to the page being built.
     pub fn add(&mut self, column: Column<'_>) -> anyhow::Result<()> {
         if !matches!(column.data, ColumnData::Strings { .. }) {
@@ -204,9 +208,9 @@ impl BytesColumn {
     }
 
     /// Closes the page of the values added since the last.
-    pub fn page(&mut self) -> anyhow::Result<()> {
+    pub fn page(&mut self, zstd: &mut Compressor) -> anyhow::Result<()> {
         let (prefixes, suffixes, bytes) = (&self.prefixes, &self.suffixes, &self.bytes);
-        self.chunk.data_page(Encoding::DELTA_BYTE_ARRAY, |body| {
+        self.chunk.data_page(zstd, Encoding::DELTA_BYTE_ARRAY, |body| {
             delta_binary_packed(prefixes, body);
             delta_binary_packed(suffixes, body);
             body.extend_from_slice(bytes);
@@ -219,9 +223,9 @@ impl BytesColumn {
     }
 
     /// The chunk (its last page closed first).
-    pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
-        self.page()?;
-        self.chunk.close(descr, Extras { dictionary: None, statistics: None })
+    pub fn close(&mut self, zstd: &mut Compressor, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        self.page(zstd)?;
+        self.chunk.close(zstd, descr, Extras { dictionary: None, statistics: None })
     }
 }
 

@@ -13,7 +13,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::serialized_reader::ReadOptionsBuilder;
 
 use super::*;
-use crate::archive::chunk::{raw_frame, write_test_file};
+use crate::archive::chunk::{raw_frame, write_test_file, Compressor};
 use crate::archive::columns::with_arrow_column;
 
 fn read_uleb(bytes: &[u8], at: &mut usize) -> u64 {
@@ -119,8 +119,12 @@ fn common_prefix_of_every_length() {
 fn raw_zstd_frames_decode_to_their_content() {
     for n in [0, 1, 255, 256, 65_791, 65_792, 131_072, 131_073, 300_000] {
         let body: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
-        let frame = raw_frame(&body);
-        assert_eq!(zstd::bulk::decompress(&frame, n + 1).unwrap(), body, "{n} bytes");
+        // Appended after what the buffer holds (a chunk's earlier pages).
+        let mut out = b"pages".to_vec();
+        raw_frame(&body, &mut out);
+        let (earlier, frame) = out.split_at(5);
+        assert_eq!(earlier, b"pages");
+        assert_eq!(zstd::bulk::decompress(frame, n + 1).unwrap(), body, "{n} bytes");
         assert!(frame.len() <= n + 9 + 3 * (n / 131_072 + 1));
     }
 }
@@ -145,6 +149,7 @@ fn round_trip(
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.parquet");
     let mut columns: Vec<(ArrayRef, Encoder)> = columns.into_iter().map(|(_, a, e)| (a, e)).collect();
+    let mut zstd = Compressor::new().unwrap();
     write_test_file(&path, &schema, |i, descr| {
         let (array, encoder) = &mut columns[i];
         for at in (0..array.len()).step_by(piece) {
@@ -156,14 +161,14 @@ fn round_trip(
             // The last, partial page is left to `close`.
             if (at + piece).is_multiple_of(page) {
                 match encoder {
-                    Encoder::Delta(c) => c.page()?,
-                    Encoder::Bytes(c) => c.page()?,
+                    Encoder::Delta(c) => c.page(&mut zstd)?,
+                    Encoder::Bytes(c) => c.page(&mut zstd)?,
                 }
             }
         }
         match encoder {
-            Encoder::Delta(c) => c.close(descr),
-            Encoder::Bytes(c) => c.close(descr),
+            Encoder::Delta(c) => c.close(&mut zstd, descr),
+            Encoder::Bytes(c) => c.close(&mut zstd, descr),
         }
     })
     .unwrap();
@@ -202,10 +207,10 @@ fn columns_read_back_with_nulls_prefixes_and_raw_pages() {
         (0..n).map(|i| (i % 4 != 0 || (i / 1_500) % 3 == 0).then(|| format!("s{}-1", i % 977))).collect::<Vec<_>>(),
     ));
     let columns = vec![
-        ("time", times.clone(), Encoder::Delta(DeltaColumn::new().unwrap())),
-        ("offset", offsets.clone(), Encoder::Delta(DeltaColumn::new().unwrap())),
-        ("id", ids.clone(), Encoder::Bytes(BytesColumn::new().unwrap())),
-        ("session", sessions.clone(), Encoder::Bytes(BytesColumn::new().unwrap())),
+        ("time", times.clone(), Encoder::Delta(DeltaColumn::default())),
+        ("offset", offsets.clone(), Encoder::Delta(DeltaColumn::default())),
+        ("id", ids.clone(), Encoder::Bytes(BytesColumn::default())),
+        ("session", sessions.clone(), Encoder::Bytes(BytesColumn::default())),
     ];
     let (read, reader) = round_trip(columns, 1_000, 9_000);
     for (i, array) in [times, offsets.clone(), ids, sessions].iter().enumerate() {
@@ -242,7 +247,7 @@ fn columns_read_back_with_nulls_prefixes_and_raw_pages() {
 
 #[test]
 fn a_null_in_a_required_column_is_refused() {
-    let mut c = DeltaColumn::new().unwrap();
+    let mut c = DeltaColumn::default();
     let err = with_arrow_column(&Int64Array::from(vec![Some(1), None]), |column| c.add(column)).unwrap_err();
     assert!(err.to_string().contains("null in a required"), "{err}");
 }

@@ -25,7 +25,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::chunk::{Chunk, Extras};
+use super::chunk::{Chunk, Compressor, Extras};
 use super::columns::{Column, ColumnData};
 use super::hybrid;
 
@@ -393,17 +393,17 @@ pub struct DictColumn {
 }
 
 impl DictColumn {
-    pub fn new(physical: Physical, nullable: bool) -> anyhow::Result<Self> {
-        Ok(DictColumn {
+    pub fn new(physical: Physical, nullable: bool) -> Self {
+        DictColumn {
             physical,
             dict: Dictionary::default(),
             indices: Vec::new(),
             plain: None,
             dictionary_pages: false,
-            chunk: Chunk::new(nullable)?,
+            chunk: Chunk::new(nullable),
             bounds: Bounds::None,
             nans: 0,
-        })
+        }
     }
 
     /// Adds non-null values.
@@ -454,15 +454,15 @@ impl DictColumn {
     }
 
     /// Closes the page of the values added since the last.
-    pub fn page(&mut self) -> anyhow::Result<()> {
+    pub fn page(&mut self, zstd: &mut Compressor) -> anyhow::Result<()> {
         let (dict, indices) = (&self.dict, &mut self.indices);
         match &mut self.plain {
-            Some(plain) => self.chunk.data_page(Encoding::PLAIN, |body| {
+            Some(plain) => self.chunk.data_page(zstd, Encoding::PLAIN, |body| {
                 body.extend_from_slice(plain);
                 plain.clear();
             })?,
             None if self.chunk.page_len() > 0 => {
-                self.chunk.data_page(Encoding::RLE_DICTIONARY, |body| {
+                self.chunk.data_page(zstd, Encoding::RLE_DICTIONARY, |body| {
                     let width = hybrid::width(dict.len().saturating_sub(1) as u32);
                     body.push(width);
                     hybrid::pack(indices, width, body);
@@ -481,12 +481,12 @@ impl DictColumn {
     /// The chunk's bytes (dictionary page first, its last data page
     /// closed first) and what the row group needs to know of them; the
     /// column is empty again afterwards.
-    pub fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
-        self.page()?;
+    pub fn close(&mut self, zstd: &mut Compressor, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+        self.page(zstd)?;
         let dictionary = self.dictionary_pages.then(|| (self.dict.plain(self.physical), self.dict.len() as u32));
         let statistics = (self.physical != Physical::Utf8)
             .then(|| self.bounds.statistics(self.physical, self.chunk.nulls(), self.nans));
-        let closed = self.chunk.close(descr, Extras { dictionary, statistics })?;
+        let closed = self.chunk.close(zstd, descr, Extras { dictionary, statistics })?;
         self.dict = Dictionary::default();
         self.plain = None;
         self.dictionary_pages = false;

@@ -13,7 +13,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
 use super::*;
-use crate::archive::chunk::write_test_file;
+use crate::archive::chunk::{write_test_file, Compressor};
 use crate::archive::columns::with_arrow_column;
 
 /// Rows per piece handed to the encoders in the round trips below: pages
@@ -79,6 +79,7 @@ fn round_trip(columns: Vec<(&str, ArrayRef)>, batch: usize) -> (RecordBatch, Ser
     let schema = Arc::new(Schema::new(fields));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.parquet");
+    let mut zstd = Compressor::new().unwrap();
     write_test_file(&path, &schema, |i, descr| {
         let array = &columns[i].1;
         let physical = match array.data_type() {
@@ -87,19 +88,19 @@ fn round_trip(columns: Vec<(&str, ArrayRef)>, batch: usize) -> (RecordBatch, Ser
             DataType::Int64 => Physical::Int64,
             _ => Physical::Int32,
         };
-        let mut d = DictColumn::new(physical, true)?;
+        let mut d = DictColumn::new(physical, true);
         let mut in_page = 0;
         for at in (0..array.len()).step_by(PIECE) {
             let piece = array.slice(at, PIECE.min(array.len() - at));
             with_arrow_column(piece.as_ref(), |c| d.add(c))?;
             in_page += piece.len();
             if in_page >= batch {
-                d.page()?;
+                d.page(&mut zstd)?;
                 in_page = 0;
             }
         }
         // The last page is closed by `close`.
-        d.close(descr)
+        d.close(&mut zstd, descr)
     })
     .unwrap();
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();

@@ -27,7 +27,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr};
 
-use super::chunk::ZSTD_LEVEL;
+use super::chunk::{Compressor, ZSTD_LEVEL};
 use super::columns::{ArchiveColumns, Column, Origin};
 use super::delta::{BytesColumn, DeltaColumn};
 use super::dictionary::{DictColumn, Physical};
@@ -105,7 +105,7 @@ impl ColumnEncoder {
     /// The encoder of one column of [`schema`].
     fn of(field: &Field) -> anyhow::Result<Self> {
         let dictionary =
-            |physical| Ok(ColumnEncoder::Dictionary(Box::new(DictColumn::new(physical, field.is_nullable())?)));
+            |physical| Ok(ColumnEncoder::Dictionary(Box::new(DictColumn::new(physical, field.is_nullable()))));
         match (field.name().as_str(), field.data_type()) {
             // Ids that do not repeat: DELTA_BYTE_ARRAY stores what differs
             // from the row before and bit-packs the lengths. Generated and
@@ -113,13 +113,13 @@ impl ColumnEncoder {
             // -12 % bytes); session ids share little, but their lengths
             // take a few bits instead of PLAIN's 4 bytes (zstd reads 40 %
             // fewer bytes, encoder -5 %, +2 % compressed).
-            ("event_id" | "session_id", DataType::Utf8) => Ok(ColumnEncoder::Bytes(Box::new(BytesColumn::new()?))),
+            ("event_id" | "session_id", DataType::Utf8) => Ok(ColumnEncoder::Bytes(Box::default())),
             (_, DataType::Utf8) => dictionary(Physical::Utf8),
             (_, DataType::Float64) => dictionary(Physical::Double),
             ("quantity", DataType::Int64) => dictionary(Physical::Int64),
             (_, DataType::Int32) => dictionary(Physical::Int32),
             (_, DataType::Int64 | DataType::Timestamp(TimeUnit::Microsecond, _)) => {
-                Ok(ColumnEncoder::Delta(Box::new(DeltaColumn::new()?)))
+                Ok(ColumnEncoder::Delta(Box::default()))
             }
             (name, other) => bail!("no encoding for archive column {name} ({other})"),
         }
@@ -133,19 +133,19 @@ impl ColumnEncoder {
         }
     }
 
-    fn page(&mut self) -> anyhow::Result<()> {
+    fn page(&mut self, zstd: &mut Compressor) -> anyhow::Result<()> {
         match self {
-            ColumnEncoder::Dictionary(c) => c.page(),
-            ColumnEncoder::Delta(c) => c.page(),
-            ColumnEncoder::Bytes(c) => c.page(),
+            ColumnEncoder::Dictionary(c) => c.page(zstd),
+            ColumnEncoder::Delta(c) => c.page(zstd),
+            ColumnEncoder::Bytes(c) => c.page(zstd),
         }
     }
 
-    fn close(&mut self, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
+    fn close(&mut self, zstd: &mut Compressor, descr: ColumnDescPtr) -> anyhow::Result<(Bytes, ColumnCloseResult)> {
         match self {
-            ColumnEncoder::Dictionary(c) => c.close(descr),
-            ColumnEncoder::Delta(c) => c.close(descr),
-            ColumnEncoder::Bytes(c) => c.close(descr),
+            ColumnEncoder::Dictionary(c) => c.close(zstd, descr),
+            ColumnEncoder::Delta(c) => c.close(zstd, descr),
+            ColumnEncoder::Bytes(c) => c.close(zstd, descr),
         }
     }
 }
@@ -161,6 +161,8 @@ pub struct PartWriter {
     /// The row group being built, one encoder per column; `None` before
     /// its first rows.
     group: Option<Vec<ColumnEncoder>>,
+    /// The pages' compressor, shared by the columns.
+    zstd: Compressor,
     /// Rows in the pages being built, and in the row group.
     page_rows: usize,
     group_rows: u64,
@@ -181,7 +183,8 @@ impl PartWriter {
             Arc::new(ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(&arrow_schema)?);
         let file = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))?;
         let path = path.to_owned();
-        Ok(PartWriter { file, descr, group: None, page_rows: 0, group_rows: 0, path, written: 0 })
+        let zstd = Compressor::new()?;
+        Ok(PartWriter { file, descr, group: None, zstd, page_rows: 0, group_rows: 0, path, written: 0 })
     }
 
     /// Writes the rows of `columns` (to the file once a row group is
@@ -220,7 +223,7 @@ impl PartWriter {
     /// Closes every column's page being built.
     fn pages(&mut self) -> anyhow::Result<()> {
         for encoder in self.group.iter_mut().flatten() {
-            encoder.page()?;
+            encoder.page(&mut self.zstd)?;
         }
         self.page_rows = 0;
         Ok(())
@@ -233,7 +236,7 @@ impl PartWriter {
         let Some(encoders) = self.group.take() else { return Ok(()) };
         let mut group = self.file.next_row_group()?;
         for (i, mut encoder) in encoders.into_iter().enumerate() {
-            let (bytes, close) = encoder.close(self.descr.column(i))?;
+            let (bytes, close) = encoder.close(&mut self.zstd, self.descr.column(i))?;
             group.append_column(&bytes, close)?;
         }
         group.close()?;
