@@ -342,6 +342,8 @@ impl Chunk {
             offset_index: Some(offsets.build()),
         };
         (self.rows, self.nulls) = (0, 0);
+        // The next chunk tries compression afresh, as a new one would.
+        self.framing = Framing::default();
         Ok((Bytes::from(sink.into_inner()?), close))
     }
 }

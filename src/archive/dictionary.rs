@@ -187,6 +187,14 @@ impl Dictionary {
         self.count == 0
     }
 
+    /// Empties the dictionary; its memory is kept (the table its size).
+    pub fn clear(&mut self) {
+        self.slots.fill(Slot::default());
+        self.count = 0;
+        self.ends.clear();
+        self.bytes.clear();
+    }
+
     /// Bytes of the values, end to end.
     pub fn value_bytes(&self) -> usize {
         self.bytes.len()
@@ -487,7 +495,7 @@ impl DictColumn {
         let statistics = (self.physical != Physical::Utf8)
             .then(|| self.bounds.statistics(self.physical, self.chunk.nulls(), self.nans));
         let closed = self.chunk.close(zstd, descr, Extras { dictionary, statistics })?;
-        self.dict = Dictionary::default();
+        self.dict.clear();
         self.plain = None;
         self.dictionary_pages = false;
         self.bounds = Bounds::None;

@@ -150,6 +150,23 @@ impl ColumnEncoder {
     }
 }
 
+/// A file's column encoders and the compressor they share, empty between
+/// files. The archive thread keeps them from file to file
+/// ([`PartWriter::finish`] gives them back): their dictionary tables,
+/// page buffers and zstd tables are faulted in once, not once per file.
+pub struct Encoders {
+    zstd: Compressor,
+    /// One per column of [`schema`], in order.
+    columns: Vec<ColumnEncoder>,
+}
+
+impl Encoders {
+    pub fn new() -> anyhow::Result<Self> {
+        let columns = schema().fields().iter().map(|f| ColumnEncoder::of(f)).collect::<anyhow::Result<_>>()?;
+        Ok(Encoders { zstd: Compressor::new()?, columns })
+    }
+}
+
 /// A Parquet file being written. Pieces (one input chunk each, ~1.5 k
 /// rows) go to the column encoders as they come, read where the decoding
 /// worker put them; a page closes every [`BATCH`] rows: closing one costs
@@ -158,11 +175,8 @@ impl ColumnEncoder {
 pub struct PartWriter {
     file: SerializedFileWriter<File>,
     descr: SchemaDescPtr,
-    /// The row group being built, one encoder per column; `None` before
-    /// its first rows.
-    group: Option<Vec<ColumnEncoder>>,
-    /// The pages' compressor, shared by the columns.
-    zstd: Compressor,
+    /// The row group being built; between row groups, empty.
+    encoders: Encoders,
     /// Rows in the pages being built, and in the row group.
     page_rows: usize,
     group_rows: u64,
@@ -172,7 +186,9 @@ pub struct PartWriter {
 }
 
 impl PartWriter {
-    pub fn create(path: &Path) -> anyhow::Result<Self> {
+    /// A file at `path`, written by `encoders` (fresh ones, or those a
+    /// finished file gave back).
+    pub fn create(path: &Path, encoders: Encoders) -> anyhow::Result<Self> {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
         let arrow_schema = schema();
         let mut props = writer_properties();
@@ -183,8 +199,7 @@ impl PartWriter {
             Arc::new(ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(&arrow_schema)?);
         let file = SerializedFileWriter::new(file, descr.root_schema_ptr(), Arc::new(props))?;
         let path = path.to_owned();
-        let zstd = Compressor::new()?;
-        Ok(PartWriter { file, descr, group: None, zstd, page_rows: 0, group_rows: 0, path, written: 0 })
+        Ok(PartWriter { file, descr, encoders, page_rows: 0, group_rows: 0, path, written: 0 })
     }
 
     /// Writes the rows of `columns` (to the file once a row group is
@@ -198,13 +213,7 @@ impl PartWriter {
         if columns.columns().iter().any(|c| c.len() != n) {
             bail!("archive columns of different lengths");
         }
-        let group = match &mut self.group {
-            Some(group) => group,
-            None => self
-                .group
-                .insert(schema().fields().iter().map(|f| ColumnEncoder::of(f)).collect::<anyhow::Result<_>>()?),
-        };
-        for (encoder, column) in group.iter_mut().zip(columns.columns()) {
+        for (encoder, column) in self.encoders.columns.iter_mut().zip(columns.columns()) {
             encoder.add(column)?;
         }
         self.written += n as u64;
@@ -222,8 +231,9 @@ impl PartWriter {
 
     /// Closes every column's page being built.
     fn pages(&mut self) -> anyhow::Result<()> {
-        for encoder in self.group.iter_mut().flatten() {
-            encoder.page(&mut self.zstd)?;
+        let Encoders { zstd, columns } = &mut self.encoders;
+        for encoder in columns {
+            encoder.page(zstd)?;
         }
         self.page_rows = 0;
         Ok(())
@@ -231,12 +241,15 @@ impl PartWriter {
 
     /// Appends the row group being built to the file.
     fn close_group(&mut self) -> anyhow::Result<()> {
-        // Each encoder closes its last page itself.
+        if self.group_rows == 0 {
+            return Ok(());
+        }
+        // Each encoder closes its last page itself, and is empty again.
         self.page_rows = 0;
-        let Some(encoders) = self.group.take() else { return Ok(()) };
         let mut group = self.file.next_row_group()?;
-        for (i, mut encoder) in encoders.into_iter().enumerate() {
-            let (bytes, close) = encoder.close(&mut self.zstd, self.descr.column(i))?;
+        let Encoders { zstd, columns } = &mut self.encoders;
+        for (i, encoder) in columns.iter_mut().enumerate() {
+            let (bytes, close) = encoder.close(zstd, self.descr.column(i))?;
             group.append_column(&bytes, close)?;
         }
         group.close()?;
@@ -249,19 +262,20 @@ impl PartWriter {
         self.written
     }
 
-    /// Closes and fsyncs the file; returns its size in bytes.
-    pub fn finish(mut self) -> anyhow::Result<u64> {
+    /// Closes and fsyncs the file; returns its size in bytes and its
+    /// encoders, empty, for the next file.
+    pub fn finish(mut self) -> anyhow::Result<(u64, Encoders)> {
         self.close_group().with_context(|| format!("writing {}", self.path.display()))?;
         let file = self.file.into_inner().with_context(|| format!("finishing {}", self.path.display()))?;
         file.sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
-        Ok(file.metadata()?.len())
+        Ok((file.metadata()?.len(), self.encoders))
     }
 }
 
 /// Writes `rows` as one Parquet file at `path` and fsyncs it; returns its
 /// size in bytes.
 pub fn write_file(path: &Path, rows: &[ArchiveRow]) -> anyhow::Result<u64> {
-    let mut w = PartWriter::create(path)?;
+    let mut w = PartWriter::create(path, Encoders::new()?)?;
     for rows in rows.chunks(BATCH) {
         let mut columns = ArchiveColumns::default();
         for r in rows {
@@ -270,7 +284,7 @@ pub fn write_file(path: &Path, rows: &[ArchiveRow]) -> anyhow::Result<u64> {
         }
         w.write(columns)?;
     }
-    w.finish()
+    Ok(w.finish()?.0)
 }
 
 fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> anyhow::Result<&'a T> {
@@ -426,7 +440,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.parquet");
         let rows: Vec<ArchiveRow> = (0..70_000).map(|i| row(i, i % 3 != 0 || (i / 2_500) % 2 == 0)).collect();
-        let mut w = PartWriter::create(&path).unwrap();
+        let mut w = PartWriter::create(&path, Encoders::new().unwrap()).unwrap();
         for piece in rows.chunks(1_000) {
             let mut columns = ArchiveColumns::default();
             for r in piece {
@@ -448,6 +462,55 @@ mod tests {
             data_pages += usize::from(page.page_type() == parquet::basic::PageType::DATA_PAGE);
         }
         assert_eq!((data_pages, time.num_values()), (2, 70_000), "a page of 66 pieces and one of the rest");
+    }
+
+    /// Writes `rows` in pieces of 1000 through `encoders`; the file's
+    /// bytes and the encoders back.
+    fn write_with(path: &Path, rows: &[ArchiveRow], encoders: Encoders) -> (Vec<u8>, Encoders) {
+        let mut w = PartWriter::create(path, encoders).unwrap();
+        for piece in rows.chunks(1_000) {
+            let mut columns = ArchiveColumns::default();
+            for r in piece {
+                columns.push(
+                    r.event.fields(),
+                    Origin { ingest_time: r.ingest_time, partition: r.partition, position: r.position },
+                );
+            }
+            w.write(columns).unwrap();
+        }
+        let (_, encoders) = w.finish().unwrap();
+        (std::fs::read(path).unwrap(), encoders)
+    }
+
+    #[test]
+    fn encoders_kept_from_file_to_file_write_what_fresh_ones_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.parquet");
+        // A first file leaves dictionaries, pages and compression state
+        // behind: 70 k rows of 20 k users in no order (their index pages
+        // do not compress, so the column's next pages go raw), nulls in
+        // some pieces.
+        let first: Vec<ArchiveRow> = (0..70_000u64)
+            .map(|i| {
+                let mut r = row(i, i % 3 != 0);
+                r.event.user_id = format!("u{}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50).into();
+                r
+            })
+            .collect();
+        let (_, kept) = write_with(&path, &first, Encoders::new().unwrap());
+        // Four users in turn: pages that compress, unless the column
+        // wrongly went on storing them raw.
+        let second: Vec<ArchiveRow> = (0..3_000u64)
+            .map(|i| {
+                let mut r = row(i * 7 + 5, i % 5 != 0);
+                r.event.user_id = format!("u{}", i % 4).into();
+                r
+            })
+            .collect();
+        let (reused, _) = write_with(&path, &second, kept);
+        let (fresh, _) = write_with(&path, &second, Encoders::new().unwrap());
+        assert!(reused == fresh, "the same bytes, nothing of the first file in the second");
+        assert_eq!(read_file(&path).unwrap(), second);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendErro
 
 use super::columns::{ArchiveColumns, Spares};
 use super::commit_log::{temp_path, CommitLog, FileEntry, InputRange, Record};
-use super::parquet::{day_of, event_date, PartWriter};
+use super::parquet::{day_of, event_date, Encoders, PartWriter};
 use super::ArchiveConfig;
 use crate::event::timestamp::{format_rfc3339, now_micros};
 use crate::metrics::Metrics;
@@ -85,6 +85,7 @@ impl ArchiveWriter {
             opened: 0,
             range: BTreeMap::new(),
             oldest: None,
+            encoders: Vec::new(),
             spares,
             metrics: metrics.clone(),
         };
@@ -137,6 +138,11 @@ impl ArchiveWriter {
     }
 }
 
+/// Encoder sets kept for the next files: one per day open at once, two
+/// around midnight (a burst of late events may open more; those sets are
+/// dropped rather than held, at ~10 MiB each).
+const SPARE_ENCODERS: usize = 2;
+
 /// A date's file of the next commit, written as rows arrive.
 struct OpenPart {
     writer: PartWriter,
@@ -158,6 +164,9 @@ struct State {
     /// and the partition's clock at `through`.
     range: BTreeMap<u32, (u64, u64, Option<Checkpoint>)>,
     oldest: Option<Instant>,
+    /// Encoders of committed files, for the next ones (at most
+    /// [`SPARE_ENCODERS`]).
+    encoders: Vec<Encoders>,
     spares: Arc<Spares>,
     metrics: Arc<Metrics>,
 }
@@ -235,7 +244,11 @@ impl State {
                     if let Some(dir) = fin.parent() {
                         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                     }
-                    e.insert(OpenPart { writer: PartWriter::create(&temp_path(&fin))?, rel, date })
+                    let encoders = match self.encoders.pop() {
+                        Some(encoders) => encoders,
+                        None => Encoders::new()?,
+                    };
+                    e.insert(OpenPart { writer: PartWriter::create(&temp_path(&fin), encoders)?, rel, date })
                 }
             };
             self.rows += rows.len();
@@ -271,7 +284,10 @@ impl State {
             .into_values()
             .map(|part| {
                 let rows = part.writer.rows();
-                let bytes = part.writer.finish()?;
+                let (bytes, encoders) = part.writer.finish()?;
+                if self.encoders.len() < SPARE_ENCODERS {
+                    self.encoders.push(encoders);
+                }
                 Ok(FileEntry { path: part.rel, date: part.date, rows, bytes })
             })
             .collect::<anyhow::Result<Vec<_>>>();
