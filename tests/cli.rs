@@ -312,3 +312,32 @@ fn schedule_runs_the_daily_batch_at_its_time_and_cleans_up() {
     assert_eq!(report["event_count"], 5000);
     assert!(!reports.join(old.to_string()).exists(), "reports past the retention are removed");
 }
+
+/// The process's `THP_enabled` flag (`/proc/PID/status`) once `generate`
+/// has printed its first event, so `main` has certainly begun.
+#[cfg(target_os = "linux")]
+fn huge_pages_enabled(allow_thp: Option<&str>) -> String {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("clickwatch"));
+    cmd.args(["generate", "--events", "100", "--rate", "10"]).stdout(std::process::Stdio::piped());
+    cmd.env_remove("MIMALLOC_ALLOW_THP");
+    if let Some(v) = allow_thp {
+        cmd.env("MIMALLOC_ALLOW_THP", v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("event_id"), "{first}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = status.lines().find(|l| l.starts_with("THP_enabled:")).expect("kernel reports THP_enabled");
+    line["THP_enabled:".len()..].trim().to_string()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn transparent_huge_pages_are_off_unless_the_operator_allows_them() {
+    assert_eq!(huge_pages_enabled(None), "0");
+    assert_eq!(huge_pages_enabled(Some("1")), "1");
+}
