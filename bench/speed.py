@@ -10,6 +10,9 @@ duplicates), so DuckDB's plain GROUP BY and clickwatch's streaming
 semantics must agree exactly.
 
 Usage: bench/speed.sh [--events N] [--runs R]   (builds, makes the venv)
+
+Each of the R rounds (5 by default) runs every engine once, in turn; the
+table gives each engine's median.
 """
 
 import argparse
@@ -21,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import duckdb
@@ -29,16 +33,38 @@ L_US, S_US = 600_000_000, 300_000_000
 MIN_VIEWS, MAX_PURCHASES = 100, 5
 
 
+def peak_rss(pid, name, out, stop):
+    """Polls /proc/PID/status into out[0]: the largest VmHWM (MiB) seen
+    while the process is `name`. The rusage of wait4 would not do: a
+    child's ru_maxrss starts from this Python process's own peak (DuckDB
+    runs in it), carried over by fork and exec."""
+    path = f"/proc/{pid}/status"
+    while not stop.is_set():
+        try:
+            with open(path) as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            return
+        if fields.get("Name", "").strip() == name and "VmHWM" in fields:
+            out[0] = max(out[0], int(fields["VmHWM"].split()[0]) / 1024)
+        stop.wait(0.005)
+
+
 def timed(cmd):
     """Runs cmd; returns (wall seconds, peak RSS MiB)."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    rss, stop = [0.0], threading.Event()
+    poller = threading.Thread(target=peak_rss, args=(proc.pid, os.path.basename(cmd[0])[:15], rss, stop))
+    poller.start()
+    err = proc.stderr.read().decode()  # until it exits (nothing is written unless it fails)
+    _, status, _ = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    err = proc.stderr.read().decode()
+    stop.set()
+    poller.join()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{err}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, rss[0]
 
 
 def archive_size(root):
@@ -97,7 +123,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/release/clickwatch")
     ap.add_argument("--events", type=int, default=2_000_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--workdir", default=None)
     args = ap.parse_args()
 
@@ -112,46 +138,51 @@ def main():
                        check=True, stderr=subprocess.DEVNULL)
     size = os.path.getsize(data)
 
-    results = []
+    # Each round runs every engine once, in turn: this VM's speed drifts
+    # over minutes, and runs of one engine back to back would carry that
+    # drift into the comparison (the archive's cost above all).
+    configs = [(1, False), (2, False), (1, True), (2, True)]
+    walls = {c: [] for c in configs}
+    duck_walls = []
     reference = None
     archive_stats = None
-    for workers, archive in ((1, False), (2, False), (1, True), (2, True)):
-        alerts = os.path.join(work, f"alerts-w{workers}.jsonl")
-        cmd = [args.binary, "stream", "--input", data, "--no-console", "--alerts-file", alerts,
-               "--dead-letter", os.path.join(work, "dead.jsonl"), "--workers", str(workers)]
-        runs = []
-        for _ in range(args.runs):
+    threads = None
+    for _ in range(args.runs):
+        for workers, archive in configs:
+            alerts = os.path.join(work, f"alerts-w{workers}.jsonl")
+            cmd = [args.binary, "stream", "--input", data, "--no-console", "--alerts-file", alerts,
+                   "--dead-letter", os.path.join(work, "dead.jsonl"), "--workers", str(workers)]
             if archive:
                 # A fresh archive each run: a re-run would skip every row.
                 adir = os.path.join(work, "archive")
                 shutil.rmtree(adir, ignore_errors=True)
-                runs.append(timed(cmd + ["--archive", adir]))
+                walls[(workers, archive)].append(timed(cmd + ["--archive", adir]))
                 archive_stats = archive_size(adir)
             else:
-                runs.append(timed(cmd))
-        runs.sort()
-        got = clickwatch_alerts(alerts)
-        if reference is None:
-            reference = got
-        elif got != reference:
-            sys.exit(f"clickwatch with {workers} workers disagrees with 1 worker")
-        wall, rss = runs[len(runs) // 2]
-        name = f"clickwatch stream -w {workers}" + (" --archive" if archive else "")
-        results.append((name, workers, wall, rss))
-
-    duck_runs = []
-    for _ in range(args.runs):
+                walls[(workers, archive)].append(timed(cmd))
+            got = clickwatch_alerts(alerts)
+            if reference is None:
+                reference = got
+            elif got != reference:
+                sys.exit(f"clickwatch with {workers} workers disagrees with 1 worker")
         wall, got, threads = duckdb_alerts(data)
-        duck_runs.append(wall)
+        duck_walls.append(wall)
         if got != reference:
             only_duck, only_cw = sorted(got - reference)[:5], sorted(reference - got)[:5]
             sys.exit(f"DuckDB and clickwatch disagree:\n only DuckDB: {only_duck}\n only clickwatch: {only_cw}")
-    duck_runs.sort()
-    results.append((f"DuckDB {duckdb.__version__} (threads={threads})", threads, duck_runs[len(duck_runs) // 2], None))
+
+    results = []
+    for workers, archive in configs:
+        runs = sorted(walls[(workers, archive)])
+        wall, rss = runs[len(runs) // 2]
+        name = f"clickwatch stream -w {workers}" + (" --archive" if archive else "")
+        results.append((name, workers, wall, rss))
+    duck_walls.sort()
+    results.append((f"DuckDB {duckdb.__version__} (threads={threads})", threads, duck_walls[len(duck_walls) // 2], None))
 
     n = args.events
     print(f"\n{n:,} events, {size / 2**20:.0f} MiB JSONL, {len(reference)} alerts (identical in all engines); "
-          f"median of {args.runs} runs; {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
+          f"median of {args.runs} interleaved rounds; {platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
     print("| engine | cores | wall s | events/s | events/s per core | peak RSS MiB |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, cores, wall, rss in results:
