@@ -67,6 +67,11 @@ def timed(cmd):
     return wall, rss[0]
 
 
+def median(values):
+    """The middle of `values` once sorted (the upper one of an even count)."""
+    return sorted(values)[len(values) // 2]
+
+
 def archive_size(root):
     """(files, bytes) of the Parquet files under root/events."""
     files = total = 0
@@ -173,12 +178,10 @@ def main():
 
     results = []
     for workers, archive in configs:
-        runs = sorted(walls[(workers, archive)])
-        wall, rss = runs[len(runs) // 2]
+        wall, rss = median(walls[(workers, archive)])  # the RSS of the median-wall run
         name = f"clickwatch stream -w {workers}" + (" --archive" if archive else "")
         results.append((name, workers, wall, rss))
-    duck_walls.sort()
-    results.append((f"DuckDB {duckdb.__version__} (threads={threads})", threads, duck_walls[len(duck_walls) // 2], None))
+    results.append((f"DuckDB {duckdb.__version__} (threads={threads})", threads, median(duck_walls), None))
 
     n = args.events
     print(f"\n{n:,} events, {size / 2**20:.0f} MiB JSONL, {len(reference)} alerts (identical in all engines); "

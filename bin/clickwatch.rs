@@ -17,8 +17,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Performance) that zeroing was 16 % of a `stream -w 2 --archive` run's
 /// samples, against 0.2 % with 4 KiB pages, and 20 interleaved rounds
 /// ran 9 % faster (5 % without the archive) with peak memory halved; one
-/// worker measured within noise. The flag holds for every later page fault of
-/// the process, so memory mimalloc mapped before `main` is covered too.
+/// worker measured within noise. The flag holds for every later page
+/// fault of the process, so memory mimalloc mapped before `main` is
+/// covered too.
 fn no_transparent_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
         return;
