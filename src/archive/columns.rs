@@ -17,7 +17,6 @@
 //! [`Event`]: crate::event::Event
 
 use arrow_buffer::ToByteSlice;
-use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventRef, Micros};
@@ -150,7 +149,7 @@ impl Strings {
     }
 
     fn push(&mut self, s: &str) {
-        self.bytes.extend_from_slice(s.as_bytes());
+        push_short(&mut self.bytes, s.as_bytes());
         self.offsets.push(self.end());
         if !self.valid.is_empty() {
             self.valid.push(true);
@@ -228,6 +227,32 @@ impl Strings {
     }
 }
 
+/// Appends `v` to `out`. Most values are a few bytes (`u6788`, `view`),
+/// and `extend_from_slice` of a few bytes is a call to `memcpy`: a worker
+/// pushing six strings per event spent more in those calls than in the
+/// rest of building the columns. Up to 16 bytes are copied as two
+/// overlapping fixed-width words instead, written past the value's end and
+/// cut back to it.
+#[inline]
+pub(super) fn push_short(out: &mut Vec<u8>, v: &[u8]) {
+    let (start, n) = (out.len(), v.len());
+    match (v.first_chunk::<8>(), v.last_chunk::<8>(), v.first_chunk::<4>(), v.last_chunk::<4>()) {
+        (Some(head), Some(tail), _, _) if n <= 16 => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(tail);
+            out[start + n - 8..start + n].copy_from_slice(tail);
+            out.truncate(start + n);
+        }
+        (None, None, Some(head), Some(tail)) => {
+            out.extend_from_slice(head);
+            out.extend_from_slice(tail);
+            out[start + n - 4..start + n].copy_from_slice(tail);
+            out.truncate(start + n);
+        }
+        _ => out.extend_from_slice(v),
+    }
+}
+
 /// One column of numbers, with validity as for [`Strings`].
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Values<T> {
@@ -300,8 +325,9 @@ pub(super) fn append_validity(valid: &mut Vec<bool>, rows: usize, other: &[bool]
 /// as freshly faulted, kernel-zeroed pages (measured: a third of what the
 /// archive added to a worker's time, in `clear_page_erms`). One per process.
 pub struct Spares {
-    tx: Sender<ArchiveColumns>,
-    rx: Receiver<ArchiveColumns>,
+    /// A stack: the set emptied last, whose lines are likeliest still in
+    /// a cache, is filled first.
+    kept: std::sync::Mutex<Vec<ArchiveColumns>>,
 }
 
 /// Spare column sets kept: about as many as chunks in flight, ~150 KiB each.
@@ -309,8 +335,7 @@ const SPARES: usize = 32;
 
 impl Default for Spares {
     fn default() -> Self {
-        let (tx, rx) = bounded(SPARES);
-        Spares { tx, rx }
+        Spares { kept: std::sync::Mutex::new(Vec::with_capacity(SPARES)) }
     }
 }
 
@@ -318,7 +343,8 @@ impl Spares {
     /// Empty columns with room for `rows` rows of about `bytes` bytes of
     /// input: a spare if there is one.
     pub fn take(&self, rows: usize, bytes: usize) -> ArchiveColumns {
-        let mut c = self.rx.try_recv().unwrap_or_default();
+        let spare = self.kept.lock().ok().and_then(|mut kept| kept.pop());
+        let mut c = spare.unwrap_or_default();
         c.reserve(rows, bytes);
         c
     }
@@ -328,7 +354,11 @@ impl Spares {
     pub fn give(&self, mut columns: ArchiveColumns) {
         if columns.has_memory() {
             columns.clear();
-            let _ = self.tx.try_send(columns);
+            if let Ok(mut kept) = self.kept.lock() {
+                if kept.len() < SPARES {
+                    kept.push(columns);
+                }
+            }
         }
     }
 }

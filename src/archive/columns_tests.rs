@@ -166,3 +166,28 @@ fn append_joins_columns_with_and_without_nulls() {
         }
     }
 }
+
+#[test]
+fn short_copies_append_exactly_the_value() {
+    let source: Vec<u8> = (1..=40).collect();
+    for start in [0usize, 3] {
+        let mut out = vec![0xEE; start];
+        let mut want = out.clone();
+        for n in 0..=33 {
+            push_short(&mut out, &source[..n]);
+            want.extend_from_slice(&source[..n]);
+            assert_eq!(out, want, "a value of {n} bytes after {start}");
+        }
+    }
+}
+
+#[test]
+fn the_spare_given_last_is_taken_first() {
+    let spares = Spares::default();
+    let (a, b) = (columns(4), columns(6));
+    let (first, last) = (a.user_id.bytes.as_ptr(), b.user_id.bytes.as_ptr());
+    spares.give(a);
+    spares.give(b);
+    assert_eq!(spares.take(1, 0).user_id.bytes.as_ptr(), last, "most recently emptied, likeliest in cache");
+    assert_eq!(spares.take(1, 0).user_id.bytes.as_ptr(), first);
+}
