@@ -69,87 +69,33 @@ fn pack32(values: &[u64; MINIBLOCK], width: u32, out: &mut Vec<u8>) {
 
 /// `values` `DELTA_BINARY_PACKED`.
 pub fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
-    let mut stream = DeltaStream::default();
-    values.iter().for_each(|&v| stream.push(v));
-    stream.finish(out);
-}
-
-/// A `DELTA_BINARY_PACKED` stream built value by value: each block of
-/// 128 deltas is packed as soon as it is full, into a buffer of a byte or
-/// two per value. Collecting a page's values first (64 k of them, 512 KiB
-/// per column, eight streams in all) and packing them when the page
-/// closed wrote and read back more memory than a core's L2 holds.
-pub struct DeltaStream {
-    /// Values pushed since the last `finish`, the first, and the last.
-    count: usize,
-    first: i64,
-    last: i64,
-    /// Deltas not yet packed (fewer than a block); boxed, so that the
-    /// column encoders stay small.
-    deltas: Box<[i64; BLOCK]>,
-    pending: usize,
-    /// The blocks packed so far.
-    blocks: Vec<u8>,
-}
-
-impl Default for DeltaStream {
-    fn default() -> Self {
-        DeltaStream { count: 0, first: 0, last: 0, deltas: Box::new([0; BLOCK]), pending: 0, blocks: Vec::new() }
-    }
-}
-
-impl DeltaStream {
-    #[inline]
-    pub fn push(&mut self, v: i64) {
-        if self.count == 0 {
-            self.first = v;
-        } else {
-            // Deltas wrap, as the format's arithmetic does.
-            self.deltas[self.pending] = v.wrapping_sub(self.last);
-            self.pending += 1;
-            if self.pending == BLOCK {
-                pack_block(&self.deltas[..], &mut self.blocks);
-                self.pending = 0;
-            }
-        }
-        self.last = v;
-        self.count += 1;
-    }
-
-    /// Appends the stream (header, then its blocks) to `out`; the stream
-    /// is empty again, its memory kept.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        uleb(BLOCK as u64, out);
-        uleb(MINIBLOCKS as u64, out);
-        uleb(self.count as u64, out);
-        uleb(zigzag(self.first), out);
-        if self.pending > 0 {
-            pack_block(&self.deltas[..self.pending], &mut self.blocks);
-        }
-        out.extend_from_slice(&self.blocks);
-        self.blocks.clear();
-        (self.count, self.first, self.last, self.pending) = (0, 0, 0, 0);
-    }
-}
-
-/// One block of deltas (at most `BLOCK`; a short last block has empty
-/// miniblocks, whose widths are 0): their minimum, then per miniblock
-/// its width and the deltas less the minimum, bit-packed.
-fn pack_block(deltas: &[i64], out: &mut Vec<u8>) {
-    let min = deltas.iter().copied().min().unwrap_or(0);
-    uleb(zigzag(min), out);
-    let widths_at = out.len();
-    out.extend_from_slice(&[0; MINIBLOCKS]);
+    uleb(BLOCK as u64, out);
+    uleb(MINIBLOCKS as u64, out);
+    uleb(values.len() as u64, out);
+    uleb(zigzag(values.first().copied().unwrap_or(0)), out);
+    let mut deltas = [0i64; BLOCK];
     let mut mini = [0u64; MINIBLOCK];
-    for (m, part) in deltas.chunks(MINIBLOCK).enumerate() {
-        // Above the minimum: fits in 64 bits unsigned.
-        mini.fill(0);
-        for (slot, &d) in mini.iter_mut().zip(part) {
-            *slot = d.wrapping_sub(min) as u64;
+    for start in (1..values.len()).step_by(BLOCK) {
+        let block = &values[start - 1..values.len().min(start + BLOCK)];
+        let n = block.len() - 1;
+        for (d, w) in deltas.iter_mut().zip(block.windows(2)) {
+            // Deltas wrap, as the format's arithmetic does.
+            *d = w[1].wrapping_sub(w[0]);
         }
-        let width = 64 - mini.iter().fold(0, |acc, v| acc | v).leading_zeros();
-        out[widths_at + m] = width as u8;
-        pack32(&mini, width, out);
+        let min = deltas[..n].iter().copied().min().unwrap_or(0);
+        uleb(zigzag(min), out);
+        let widths_at = out.len();
+        out.extend_from_slice(&[0; MINIBLOCKS]);
+        for (m, part) in deltas[..n].chunks(MINIBLOCK).enumerate() {
+            // Above the minimum: fits in 64 bits unsigned.
+            mini.fill(0);
+            for (slot, &d) in mini.iter_mut().zip(part) {
+                *slot = d.wrapping_sub(min) as u64;
+            }
+            let width = 64 - mini.iter().fold(0, |acc, v| acc | v).leading_zeros();
+            out[widths_at + m] = width as u8;
+            pack32(&mini, width, out);
+        }
     }
 }
 
@@ -183,13 +129,13 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 pub struct DeltaColumn {
     chunk: Chunk,
     bounds: Option<(i64, i64)>,
-    /// The page being built.
-    values: DeltaStream,
+    /// The values of the page being built.
+    values: Vec<i64>,
 }
 
 impl Default for DeltaColumn {
     fn default() -> Self {
-        DeltaColumn { chunk: Chunk::new(false), bounds: None, values: DeltaStream::default() }
+        DeltaColumn { chunk: Chunk::new(false), bounds: None, values: Vec::new() }
     }
 }
 
@@ -205,14 +151,16 @@ impl DeltaColumn {
         let (lo, hi) =
             values.iter().fold(self.bounds.unwrap_or((i64::MAX, i64::MIN)), |(lo, hi), &v| (lo.min(v), hi.max(v)));
         self.bounds = Some((lo, hi));
-        values.iter().for_each(|&v| self.values.push(v));
+        self.values.extend_from_slice(values);
         Ok(())
     }
 
     /// Closes the page of the values added since the last.
     pub fn page(&mut self, zstd: &mut Compressor) -> anyhow::Result<()> {
-        let values = &mut self.values;
-        self.chunk.data_page(zstd, Encoding::DELTA_BINARY_PACKED, |body| values.finish(body))
+        let values = &self.values;
+        self.chunk.data_page(zstd, Encoding::DELTA_BINARY_PACKED, |body| delta_binary_packed(values, body))?;
+        self.values.clear();
+        Ok(())
     }
 
     /// The chunk (its last page closed first).
@@ -232,8 +180,8 @@ pub struct BytesColumn {
     chunk: Chunk,
     /// The page being built: per value the shared prefix's and the
     /// suffix's length, and the suffixes end to end.
-    prefixes: DeltaStream,
-    suffixes: DeltaStream,
+    prefixes: Vec<i64>,
+    suffixes: Vec<i64>,
     bytes: Vec<u8>,
     /// The page's last value so far (the next one's prefix is shared
     /// with it).
@@ -242,8 +190,8 @@ pub struct BytesColumn {
 
 impl Default for BytesColumn {
     fn default() -> Self {
-        let (prefixes, suffixes) = (DeltaStream::default(), DeltaStream::default());
-        BytesColumn { chunk: Chunk::new(true), prefixes, suffixes, bytes: Vec::new(), previous: Vec::new() }
+        let (prefixes, suffixes, bytes, previous) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        BytesColumn { chunk: Chunk::new(true), prefixes, suffixes, bytes, previous }
     }
 }
 
@@ -272,12 +220,14 @@ impl BytesColumn {
 
     /// Closes the page of the values added since the last.
     pub fn page(&mut self, zstd: &mut Compressor) -> anyhow::Result<()> {
-        let (prefixes, suffixes, bytes) = (&mut self.prefixes, &mut self.suffixes, &self.bytes);
+        let (prefixes, suffixes, bytes) = (&self.prefixes, &self.suffixes, &self.bytes);
         self.chunk.data_page(zstd, Encoding::DELTA_BYTE_ARRAY, |body| {
-            prefixes.finish(body);
-            suffixes.finish(body);
+            delta_binary_packed(prefixes, body);
+            delta_binary_packed(suffixes, body);
             body.extend_from_slice(bytes);
         })?;
+        self.prefixes.clear();
+        self.suffixes.clear();
         self.bytes.clear();
         self.previous.clear();
         Ok(())

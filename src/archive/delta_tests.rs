@@ -102,24 +102,6 @@ fn delta_binary_packed_round_trips_every_width_and_length() {
 }
 
 #[test]
-fn a_stream_finished_starts_afresh() {
-    // Pages are finished one after another from one stream per column:
-    // nothing of a page (its first value, its last, a partial block) may
-    // reach the next.
-    let pages: Vec<Vec<i64>> =
-        vec![(0..300).map(|i| i * i - 7).collect(), vec![], vec![42], (0..129).map(|i| 1_000 - 3 * i).collect()];
-    let mut stream = DeltaStream::default();
-    for page in &pages {
-        page.iter().for_each(|&v| stream.push(v));
-        let (mut streamed, mut fresh) = (Vec::new(), Vec::new());
-        stream.finish(&mut streamed);
-        delta_binary_packed(page, &mut fresh);
-        assert_eq!(streamed, fresh, "a page of {} values", page.len());
-        assert_eq!(decode(&streamed).0, *page);
-    }
-}
-
-#[test]
 fn common_prefix_of_every_length() {
     let a: Vec<u8> = (0..40).collect();
     for n in 0..=40 {
