@@ -34,11 +34,12 @@ pub const ZSTD_LEVEL: i32 = 1;
 /// log2 of the entries of zstd's match-finding table. Level 1 sizes it
 /// by the input (zstd 1.5.7: 2^13–2^14 four-byte entries, 32–64 KiB, for
 /// pages past 16 KiB): a core's whole L1 data cache or more, which the
-/// page being read and the frame being written share with it. Most bytes zstd is given here are
-/// ids and deltas in no order, where matches are few and short, and a
-/// table of 256 entries finds nearly as many: on the benchmark input
-/// `session_id`'s pages compress in half the time (85 → 41–48 cycles per
-/// row) for 0.1 % more bytes in all (`cargo bench --bench archive_encode`).
+/// page being read and the frame being written share with it. Most bytes
+/// zstd is given here are ids and deltas in no order, where matches are
+/// few and short, and a table of 256 entries finds nearly as many: on the
+/// benchmark input `session_id`'s pages compress in half the time (85 →
+/// 41–48 cycles per row) for 0.1 % more bytes in all (`cargo bench
+/// --bench archive_encode`).
 const ZSTD_HASH_LOG: u32 = 8;
 
 /// Pages left to store raw after one whose compression saved less than
