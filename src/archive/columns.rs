@@ -235,18 +235,23 @@ impl Strings {
 /// and cut back to it.
 #[inline]
 pub(super) fn push_short(out: &mut Vec<u8>, v: &[u8]) {
+    match v.len() {
+        8..=16 => push_overlapping::<8>(out, v),
+        4..=7 => push_overlapping::<4>(out, v),
+        _ => out.extend_from_slice(v),
+    }
+}
+
+/// `v` (`W` to `2 × W` bytes) as its first and its last `W` bytes: both
+/// appended, then the last moved back over what lies past `v`'s end.
+#[inline]
+fn push_overlapping<const W: usize>(out: &mut Vec<u8>, v: &[u8]) {
     let (start, n) = (out.len(), v.len());
-    match (v.first_chunk::<8>(), v.last_chunk::<8>(), v.first_chunk::<4>(), v.last_chunk::<4>()) {
-        (Some(head), Some(tail), _, _) if n <= 16 => {
+    match (v.first_chunk::<W>(), v.last_chunk::<W>()) {
+        (Some(head), Some(tail)) if n <= 2 * W => {
             out.extend_from_slice(head);
             out.extend_from_slice(tail);
-            out[start + n - 8..start + n].copy_from_slice(tail);
-            out.truncate(start + n);
-        }
-        (None, None, Some(head), Some(tail)) => {
-            out.extend_from_slice(head);
-            out.extend_from_slice(tail);
-            out[start + n - 4..start + n].copy_from_slice(tail);
+            out[start + n - W..start + n].copy_from_slice(tail);
             out.truncate(start + n);
         }
         _ => out.extend_from_slice(v),

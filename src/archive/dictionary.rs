@@ -257,10 +257,13 @@ impl Dictionary {
 
     /// Interns every value of a string column without nulls (`offsets`
     /// into `bytes`, as [`ColumnData::Strings`] holds them), in order,
-    /// their indices to `indices`. The common case, as one loop over the
-    /// offsets: through [`Dictionary::intern_all`]'s iterator of
-    /// `(value, probe)` pairs each probe went through the stack, and
-    /// interning a value from a table in L1 took ~25 cycles (now ~18).
+    /// their indices to `indices`. A table in L1/L2 (the common case) is
+    /// looked up in one loop over the offsets: through
+    /// [`Dictionary::intern_all`]'s iterator of `(value, probe)` pairs each
+    /// probe went through the stack, and interning a value took ~25 cycles
+    /// (now ~18; ~20 through those pairs still, paired bench runs). Larger
+    /// tables take `intern_all`'s prefetching loop (as fast as a copy of it
+    /// over the offsets).
     fn intern_strings(&mut self, bytes: &[u8], offsets: &[i32], indices: &mut Vec<u32>) {
         indices.reserve(offsets.len());
         let value = |w: &[i32]| {
@@ -272,26 +275,9 @@ impl Dictionary {
                 let (at, v) = value(w);
                 indices.push(self.intern_probe(v, Probe::at(bytes, at, v)).0);
             }
-            return;
-        }
-        // As in `intern_all`: each value's slot is prefetched `AHEAD`
-        // values before its lookup.
-        let probe = |w: &[i32]| {
-            let (at, v) = value(w);
-            Probe::at(bytes, at, v)
-        };
-        let n = offsets.len().saturating_sub(1);
-        let mut ring = [Probe::default(); AHEAD];
-        for (k, slot) in ring.iter_mut().enumerate().take(n) {
-            *slot = self.prefetched(probe(&offsets[k..k + 2]));
-        }
-        for k in 0..n {
-            let (_, v) = value(&offsets[k..k + 2]);
-            let (i, _) = self.intern_probe(v, ring[k % AHEAD]);
-            indices.push(i);
-            if k + AHEAD < n {
-                ring[k % AHEAD] = self.prefetched(probe(&offsets[k + AHEAD..k + AHEAD + 2]));
-            }
+        } else {
+            let values = offsets.windows(2).map(value).map(|(at, v)| (v, Probe::at(bytes, at, v)));
+            self.intern_all(values, indices, |_| {});
         }
     }
 
@@ -310,9 +296,8 @@ impl Dictionary {
         let (values, valid) = column;
         indices.reserve(values.len());
         let mut intern = |x: T| {
-            let a = word(x);
-            let v = a.to_le_bytes();
-            let (i, is_new) = self.intern_probe(&v, Probe { a, b: 0, hash: hash(a, 0, 8) });
+            let v = word(x).to_le_bytes();
+            let (i, is_new) = self.intern_probe(&v, Probe::of(&v));
             indices.push(i);
             if is_new {
                 new(&v);
