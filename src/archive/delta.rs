@@ -105,12 +105,12 @@ pub fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    let word = |x: &[u8], at: usize| x.get(at..at + 8).and_then(<[u8]>::first_chunk).map(|w| u64::from_le_bytes(*w));
-    let differ = |at: usize, x: u64, y: u64| at + ((x ^ y).trailing_zeros() / 8) as usize;
-    let mut at = 0;
     if n < 8 {
         return short_common_prefix(a, b);
     }
+    let word = |x: &[u8], at: usize| x.get(at..at + 8).and_then(<[u8]>::first_chunk).map(|w| u64::from_le_bytes(*w));
+    let differ = |at: usize, x: u64, y: u64| at + ((x ^ y).trailing_zeros() / 8) as usize;
+    let mut at = 0;
     loop {
         match (word(a, at), word(b, at)) {
             (Some(x), Some(y)) if x != y => return differ(at, x, y),
