@@ -101,46 +101,46 @@ pub fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
 
 /// The length of the prefix `a` and `b` share. Ids are mostly 8 to 16
 /// bytes: those are compared as two overlapping words, with no loop over
-/// bytes (whose exit was mispredicted about once per id).
+/// bytes (whose exit was mispredicted about once per id); shorter ones
+/// (`s6788-1`) as two overlapping 4-byte words.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     if n < 8 {
-        return short_common_prefix(a, b);
+        prefix_in_words::<4>(a, b)
+    } else {
+        prefix_in_words::<8>(a, b)
     }
-    let word = |x: &[u8], at: usize| x.get(at..at + 8).and_then(<[u8]>::first_chunk).map(|w| u64::from_le_bytes(*w));
+}
+
+/// [`common_prefix`] of two values of the same length, compared `W` bytes
+/// (at most 8) at a time, the last `W` overlapping those before; bytes
+/// one by one only below `W`.
+#[inline]
+fn prefix_in_words<const W: usize>(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len();
+    let word = |x: &[u8], at: usize| {
+        x.get(at..at + W).and_then(<[u8]>::first_chunk::<W>).map(|w| {
+            let mut le = [0; 8];
+            le[..W].copy_from_slice(w);
+            u64::from_le_bytes(le)
+        })
+    };
     let differ = |at: usize, x: u64, y: u64| at + ((x ^ y).trailing_zeros() / 8) as usize;
     let mut at = 0;
     loop {
         match (word(a, at), word(b, at)) {
             (Some(x), Some(y)) if x != y => return differ(at, x, y),
-            // The last 8 bytes, overlapping those just compared (equal).
-            (Some(_), Some(_)) if n - at <= 16 => {
-                return match (word(a, n - 8), word(b, n - 8)) {
-                    (Some(x), Some(y)) if x != y => differ(n - 8, x, y),
+            // The last W bytes, overlapping those just compared (equal).
+            (Some(_), Some(_)) if n - at <= 2 * W => {
+                return match (word(a, n - W), word(b, n - W)) {
+                    (Some(x), Some(y)) if x != y => differ(n - W, x, y),
                     _ => n,
                 };
             }
-            (Some(_), Some(_)) => at += 8,
+            (Some(_), Some(_)) => at += W,
             _ => return at + a[at..].iter().zip(&b[at..]).take_while(|(x, y)| x == y).count(),
         }
-    }
-}
-
-/// [`common_prefix`] of two values of the same length below 8 bytes
-/// (`s6788-1`): from 4 bytes on as the first and the last 4 (overlapping),
-/// not byte by byte.
-fn short_common_prefix(a: &[u8], b: &[u8]) -> usize {
-    let n = a.len();
-    let word = |x: &[u8], at: usize| x.get(at..at + 4).and_then(<[u8]>::first_chunk).map(|w| u32::from_le_bytes(*w));
-    let differ = |at: usize, x: u32, y: u32| at + ((x ^ y).trailing_zeros() / 8) as usize;
-    match (word(a, 0), word(b, 0), n.checked_sub(4)) {
-        (Some(x), Some(y), _) if x != y => differ(0, x, y),
-        (Some(_), Some(_), Some(last)) => match (word(a, last), word(b, last)) {
-            (Some(x), Some(y)) if x != y => differ(last, x, y),
-            _ => n,
-        },
-        _ => a.iter().zip(b).take_while(|(x, y)| x == y).count(),
     }
 }
 
