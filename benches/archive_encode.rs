@@ -3,7 +3,8 @@
 //!
 //! Generates the speed benchmark's events (skewed profile, seed 42),
 //! decodes them into the archive's column pieces exactly as a decoding
-//! worker does (one piece per ~1.5 k rows), then writes them into one
+//! worker does (one piece per ~1.5 k rows, its strings spans into the
+//! piece's lines), then writes them into one
 //! Parquet file per run through [`PartWriter`], the archive thread's code
 //! path. Prints CPU ns per row (this thread only, so other load on the
 //! machine inflates it less than wall time), wall ns per row and bytes per
@@ -25,19 +26,30 @@ const PIECE: usize = 1500;
 fn pieces(events: u64) -> Vec<ArchiveColumns> {
     let cfg = GenerateConfig { events, ..GenerateConfig::default() };
     let mut lines = EventLines::new(&cfg);
-    let (mut out, mut piece, mut line, mut n) = (Vec::new(), ArchiveColumns::default(), Vec::new(), 0u64);
-    while lines.next_into(&mut line).is_some() {
-        n += 1;
-        let Ok(checked) = check(&line, &Limits::default(), 0) else { continue };
-        piece.push(
-            checked.fields(),
-            Origin { ingest_time: 1_795_478_400_000_000 + n as i64, partition: 0, position: n * 181 },
-        );
-        if piece.len() == PIECE {
-            out.push(std::mem::take(&mut piece));
+    let (mut out, mut chunk, mut line, mut n) = (Vec::new(), Vec::new(), Vec::new(), 0u64);
+    let mut more = true;
+    while more {
+        // A chunk of PIECE lines, then its rows with their strings where
+        // they lie in it, as `ingest::decode_chunk` builds them.
+        chunk.clear();
+        for _ in 0..PIECE {
+            more = lines.next_into(&mut line).is_some();
+            if !more {
+                break;
+            }
+            chunk.extend_from_slice(&line);
+            chunk.push(b'\n');
         }
+        let mut piece = ArchiveColumns::default();
+        for l in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            n += 1;
+            let Ok(checked) = check(l, &Limits::default(), 0) else { continue };
+            let at = Origin { ingest_time: 1_795_478_400_000_000 + n as i64, partition: 0, position: n * 181 };
+            piece.push_from(checked.fields(), at, &chunk);
+        }
+        piece.adopt(std::mem::take(&mut chunk));
+        out.push(piece);
     }
-    out.push(piece);
     out
 }
 

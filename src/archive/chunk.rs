@@ -23,7 +23,8 @@ use parquet::file::statistics::Statistics;
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::columns::{append_validity, Column};
+use super::column::Column;
+use super::columns::append_validity;
 use super::hybrid;
 
 /// The zstd level of every page. Level 1: measured ~25 % less archive CPU

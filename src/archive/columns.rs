@@ -1,24 +1,30 @@
 //! Archive rows in columns, as the decoding workers build them.
 //!
-//! A decoding worker copies each valid event's fields once, straight from
-//! the input bytes, into these column vectors (the layout Arrow uses:
-//! concatenated string bytes and their end offsets, plain value vectors).
-//! The archive thread's column encoders read them where they are, one
-//! borrowed [`Column`] each. Building an [`Event`] per row and copying it
-//! into Arrow builders on the archive thread cost two copies and a quarter
-//! of that thread's time; later, gathering pieces into 64 k-row Arrow
-//! batches for the encoders still cost a tenth (a copy, Arrow's validity
-//! bitmaps and checks), all on the one thread that cannot spread over
-//! workers.
+//! A decoding worker records each valid event's strings as spans into the
+//! input chunk it decoded them from, and its numbers in plain value
+//! vectors; the chunk's bytes then move into the columns as their `text`
+//! (`adopt`), and the worker hands the reader an emptied text buffer in
+//! their place. So no string is copied on the workers: copying six per row
+//! into column vectors cost them ~400 instructions a row (callgrind,
+//! 2026-12-03), a fifth of what the archive added to a run. Values that are
+//! not in the input as they are (strings with escapes, decoded by serde)
+//! are copied after it. The archive thread's column encoders read the
+//! columns where they are, one borrowed [`Column`] each.
+//!
+//! Before that, building an [`Event`] per row and copying it into Arrow
+//! builders on the archive thread cost two copies and a quarter of that
+//! thread's time; gathering pieces into 64 k-row Arrow batches for the
+//! encoders a tenth (a copy, Arrow's validity bitmaps and checks), all on
+//! the one thread that cannot spread over workers.
 //!
 //! Validity is kept only for columns that have had a null: most pieces
 //! have none, and then nothing is stored per row for it.
 //!
 //! [`Event`]: crate::event::Event
 
-use arrow_buffer::ToByteSlice;
 use serde::{Deserialize, Serialize};
 
+use super::column::{Column, ColumnData, Span};
 use crate::event::{EventRef, Micros};
 
 /// Where an archived row was read, and when.
@@ -29,206 +35,109 @@ pub struct Origin {
     pub position: u64,
 }
 
-/// One column of a piece, borrowed by a column encoder.
-#[derive(Clone, Copy, Debug)]
-pub struct Column<'a> {
-    pub data: ColumnData<'a>,
-    /// Empty while every value is present, else one flag per row (a null
-    /// row still has a value in `data`: an empty string, a zero).
-    pub valid: &'a [bool],
-}
-
-/// A column's values, as [`ArchiveColumns`] keeps them.
-#[derive(Clone, Copy, Debug)]
-pub enum ColumnData<'a> {
-    /// `offsets[i]..offsets[i + 1]` of `bytes` is value `i` (UTF-8).
-    Strings {
-        bytes: &'a [u8],
-        offsets: &'a [i32],
-    },
-    /// 64-bit integers and times (µs).
-    Int64(&'a [i64]),
-    Double(&'a [f64]),
-    Int32(&'a [i32]),
-}
-
-impl<'a> Column<'a> {
-    pub fn len(&self) -> usize {
-        match self.data {
-            ColumnData::Strings { offsets, .. } => offsets.len().saturating_sub(1),
-            ColumnData::Int64(v) => v.len(),
-            ColumnData::Double(v) => v.len(),
-            ColumnData::Int32(v) => v.len(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether this is a column of integers, without nulls, all of one
-    /// value (a piece's partition, say).
-    pub fn is_constant_integer(&self) -> bool {
-        fn same<T: PartialEq>(v: &[T]) -> bool {
-            v.first().is_some_and(|first| v.iter().all(|x| x == first))
-        }
-        self.valid.is_empty()
-            && match self.data {
-                ColumnData::Int64(v) => same(v),
-                ColumnData::Int32(v) => same(v),
-                ColumnData::Double(_) | ColumnData::Strings { .. } => false,
-            }
-    }
-
-    /// Whether row `i` has a value.
-    #[inline]
-    pub fn is_valid(&self, i: usize) -> bool {
-        self.valid.get(i) != Some(&false)
-    }
-
-    /// The bytes of each present value of a string column, in order
-    /// (nothing for a column of numbers).
-    pub fn present_strings(&self) -> impl Iterator<Item = &'a [u8]> + Clone {
-        self.present_strings_at().map(|(_, v)| v)
-    }
-
-    /// Each present value of a string column with where it starts in the
-    /// column's bytes, in order (nothing for a column of numbers).
-    pub fn present_strings_at(&self) -> impl Iterator<Item = (usize, &'a [u8])> + Clone {
-        let (bytes, offsets) = match self.data {
-            ColumnData::Strings { bytes, offsets } => (bytes, offsets),
-            _ => (&[][..], &[][..]),
-        };
-        let column = *self;
-        let values = offsets.windows(2).map(|w| (w[0] as usize, bytes.get(w[0] as usize..w[1] as usize)));
-        values.enumerate().filter(move |&(i, _)| column.is_valid(i)).map(|(_, (at, v))| (at, v.unwrap_or_default()))
-    }
-
-    /// The little-endian bytes of each present value of a column of
-    /// numbers, in order (nothing for a string column).
-    pub fn present_numbers(&self) -> impl Iterator<Item = &'a [u8]> + Clone {
-        let (bytes, width) = match self.data {
-            ColumnData::Int64(v) => (v.to_byte_slice(), 8),
-            ColumnData::Double(v) => (v.to_byte_slice(), 8),
-            ColumnData::Int32(v) => (v.to_byte_slice(), 4),
-            ColumnData::Strings { .. } => (&[][..], 8),
-        };
-        let column = *self;
-        bytes.chunks_exact(width).enumerate().filter(move |&(i, _)| column.is_valid(i)).map(|(_, v)| v)
-    }
-}
-
-/// One string column: the values' bytes end to end and where each ends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One string column: where each value lies in the columns' text.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Strings {
-    bytes: Vec<u8>,
-    /// `offsets[i]..offsets[i + 1]` is value `i`; starts with 0.
-    offsets: Vec<i32>,
+    spans: Vec<Span>,
     /// Empty while every value is present.
     valid: Vec<bool>,
 }
 
-impl Default for Strings {
-    fn default() -> Self {
-        Strings { bytes: Vec::new(), offsets: vec![0], valid: Vec::new() }
-    }
-}
-
 impl Strings {
     fn len(&self) -> usize {
-        // Saturating: a piece from another process may have lost its
-        // leading 0; `holds` then reports the column inconsistent.
-        self.offsets.len().saturating_sub(1)
-    }
-
-    fn end(&self) -> i32 {
-        // Values come from one input chunk or message batch (at most one
-        // line of `config::MAX_EVENT_BYTES`, 1 GiB, past 256 KiB), so the
-        // bytes of a column stay far below 2 GiB.
-        i32::try_from(self.bytes.len()).unwrap_or(i32::MAX)
+        self.spans.len()
     }
 
     // Inlined: six calls per row, each saving and restoring registers,
     // were a sixth of the instructions of building a row.
     #[inline(always)]
-    fn push(&mut self, s: &str) {
-        push_short(&mut self.bytes, s.as_bytes());
-        self.offsets.push(self.end());
+    fn push(&mut self, span: Span) {
+        self.spans.push(span);
         if !self.valid.is_empty() {
             self.valid.push(true);
         }
     }
 
+    /// A value or, if `span` is `None`, a null: an empty span at `end`,
+    /// where the text ends (so that appending columns, which shifts every
+    /// span, keeps them equal to columns built in one go).
     #[inline(always)] // as `push`
-    fn push_opt(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => self.push(s),
+    fn push_opt(&mut self, span: Option<Span>, end: usize) {
+        match span {
+            Some(span) => self.push(span),
             None => {
                 if self.valid.is_empty() {
                     self.valid.resize(self.len(), true);
                 }
                 self.valid.push(false);
-                self.offsets.push(self.end());
+                let end = end as u32; // below 4 GiB, as `locate` says
+                self.spans.push(Span { start: end, end });
             }
         }
     }
 
-    /// Appends `other`'s values: their bytes and offsets, shifted, in two
-    /// copies rather than one push per value.
-    fn append(&mut self, other: &Strings) {
+    /// Appends `other`'s values, whose text now starts at `shift` in this
+    /// column's.
+    fn append(&mut self, other: &Strings, shift: u32) {
         let (rows, other_rows) = (self.len(), other.len());
         append_validity(&mut self.valid, rows, &other.valid, other_rows);
-        let base = self.end();
-        self.bytes.extend_from_slice(&other.bytes);
-        // Offsets stay below 2 GiB (see `end`); saturating keeps them
-        // monotonic even for a corrupt piece, which `is_consistent` refuses.
-        let shifted = other.offsets.iter().skip(1).map(|&o| base.saturating_add(o));
-        self.offsets.extend(shifted);
+        // Saturating keeps a corrupt piece's spans past the text, where
+        // `is_consistent` refuses them.
+        let shifted = |s: &Span| Span { start: s.start.saturating_add(shift), end: s.end.saturating_add(shift) };
+        self.spans.extend(other.spans.iter().map(shifted));
     }
 
     /// No values, the memory kept.
     fn clear(&mut self) {
-        self.bytes.clear();
-        self.offsets.clear();
-        self.offsets.push(0);
+        self.spans.clear();
         self.valid.clear();
     }
 
-    fn get(&self, i: usize) -> Option<&str> {
+    fn get<'t>(&self, text: &'t [u8], i: usize) -> Option<&'t str> {
         if self.valid.get(i) == Some(&false) {
             return None;
         }
-        let (start, end) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
-        // Pushed from `&str`s, split only where a value ends.
-        std::str::from_utf8(self.bytes.get(start..end)?).ok()
+        // Spans of `&str`s, or checked to be UTF-8 (`holds`).
+        std::str::from_utf8(text.get(self.spans.get(i)?.range())?).ok()
     }
 
-    fn value(&self, i: usize) -> &str {
-        self.get(i).unwrap_or_default()
+    fn value<'t>(&self, text: &'t [u8], i: usize) -> &'t str {
+        self.get(text, i).unwrap_or_default()
     }
 
     /// Whether there are `rows` values and, if the column is `foreign`
-    /// (deserialized, not pushed here as `&str`s), offsets in order within
-    /// the bytes and each value UTF-8: the bytes are, and no offset splits
-    /// a character.
-    fn holds(&self, rows: usize, foreign: bool) -> bool {
+    /// (deserialized, not pushed here from `&str`s), each span lies in
+    /// `text` and is UTF-8.
+    fn holds(&self, rows: usize, text: &[u8], foreign: bool) -> bool {
         let counted = self.len() == rows && (self.valid.is_empty() || self.valid.len() == rows);
-        counted && (!foreign || self.well_formed())
+        let utf8 =
+            |s: &Span| s.start <= s.end && text.get(s.range()).is_some_and(|v| simdutf8::basic::from_utf8(v).is_ok());
+        counted && (!foreign || self.spans.iter().all(utf8))
     }
 
-    fn well_formed(&self) -> bool {
-        let ordered = self.offsets.first() == Some(&0) && self.offsets.windows(2).all(|w| w[0] <= w[1]);
-        // A UTF-8 continuation byte is 0b10xx_xxxx: no value starts there.
-        let at_char = |&o: &i32| self.bytes.get(o as usize).is_none_or(|&b| (b as i8) >= -0x40);
-        ordered
-            && self.end() == *self.offsets.last().unwrap_or(&0)
-            && simdutf8::basic::from_utf8(&self.bytes).is_ok()
-            && self.offsets.iter().all(at_char)
+    fn column<'a>(&'a self, text: &'a [u8]) -> Column<'a> {
+        Column { data: ColumnData::Strings { bytes: text, spans: &self.spans }, valid: &self.valid }
     }
+}
 
-    fn column(&self) -> Column<'_> {
-        Column { data: ColumnData::Strings { bytes: &self.bytes, offsets: &self.offsets }, valid: &self.valid }
-    }
+/// Where `v` lies: in `input` if it is a slice of it, else copied to the
+/// end of `out`, whose bytes will follow `input`'s (see
+/// [`ArchiveColumns::adopt`]). A pointer comparison decides, so strings
+/// decoded as they were in the input cost no copy.
+#[inline(always)]
+fn locate(v: &str, input: &[u8], out: &mut Vec<u8>) -> Span {
+    let at = (v.as_ptr() as usize).wrapping_sub(input.as_ptr() as usize);
+    // Texts stay below 4 GiB: an input chunk is 256 KiB plus at most one
+    // line of `config::MAX_EVENT_BYTES` (1 GiB), a Kafka batch is indexed
+    // with u32 too, and the copies are that line's values again.
+    let (start, end) = if at <= input.len() && v.len() <= input.len() - at {
+        (at, at + v.len())
+    } else {
+        let start = input.len() + out.len();
+        push_short(out, v.as_bytes());
+        (start, start + v.len())
+    };
+    Span { start: start as u32, end: end as u32 }
 }
 
 /// Appends `v` to `out`. Most values are a few bytes (`u6788`, `view`),
@@ -329,14 +238,17 @@ pub(super) fn append_validity(valid: &mut Vec<bool>, rows: usize, other: &[bool]
 /// decoding workers, which fill them again. Each input chunk's columns are
 /// allocated on a worker and freed on the archive thread; fresh ones came
 /// as freshly faulted, kernel-zeroed pages (measured: a third of what the
-/// archive added to a worker's time, in `clear_page_erms`). One per process.
+/// archive added to a worker's time, in `clear_page_erms`). A set's text
+/// buffer, an input chunk's, goes on to the reader (see
+/// [`ArchiveColumns::adopt`]). One per process.
 pub struct Spares {
     /// A stack: the set emptied last, whose lines are likeliest still in
     /// a cache, is filled first.
     kept: std::sync::Mutex<Vec<ArchiveColumns>>,
 }
 
-/// Spare column sets kept: about as many as chunks in flight, ~150 KiB each.
+/// Spare column sets kept: about as many as chunks in flight, ~300 KiB
+/// each (a 256 KiB text, spans and values).
 const SPARES: usize = 32;
 
 impl Default for Spares {
@@ -346,12 +258,11 @@ impl Default for Spares {
 }
 
 impl Spares {
-    /// Empty columns with room for `rows` rows of about `bytes` bytes of
-    /// input: a spare if there is one.
-    pub fn take(&self, rows: usize, bytes: usize) -> ArchiveColumns {
+    /// Empty columns with room for `rows` rows: a spare if there is one.
+    pub fn take(&self, rows: usize) -> ArchiveColumns {
         let spare = self.kept.lock().ok().and_then(|mut kept| kept.pop());
         let mut c = spare.unwrap_or_default();
-        c.reserve(rows, bytes);
+        c.reserve(rows);
         c
     }
 
@@ -372,6 +283,14 @@ impl Spares {
 /// Archive rows in the columns of [`schema`], in arrival order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArchiveColumns {
+    /// The string columns' bytes: the input the rows were decoded from
+    /// (whole lines, keys and all), then any values copied.
+    text: Vec<u8>,
+    /// Values copied while rows are pushed from an input
+    /// ([`ArchiveColumns::push_from`]) that is not yet `text`; empty
+    /// otherwise.
+    #[serde(skip)]
+    copied: Vec<u8>,
     event_id: Strings,
     user_id: Strings,
     product_id: Strings,
@@ -386,9 +305,9 @@ pub struct ArchiveColumns {
     position: Values<i64>,
     /// Whether some rows were deserialized (from another process of a
     /// cluster), so their strings were not pushed here as `&str`s and
-    /// [`ArchiveColumns::is_consistent`] must check that they are UTF-8
-    /// and their offsets in order. That check is ~5 % of the archive
-    /// thread, spent for nothing on the rows built here.
+    /// [`ArchiveColumns::is_consistent`] must check that their spans lie
+    /// in the text and are UTF-8. That check is spent for nothing on the
+    /// rows built here.
     #[serde(skip, default = "deserialized")]
     foreign: bool,
 }
@@ -416,14 +335,10 @@ impl ArchiveColumns {
         ]
     }
 
-    /// Room for `rows` more rows of about `bytes` bytes of input in all.
-    pub fn reserve(&mut self, rows: usize, bytes: usize) {
-        // Of a generated line's ~180 bytes, ~60 are field values: the two
-        // long ids take most, the other strings a tenth each (shares in
-        // the order of `strings_mut`).
-        for (s, share) in self.strings_mut().into_iter().zip([10, 20, 20, 30, 20, 10]) {
-            s.bytes.reserve(bytes / share);
-            s.offsets.reserve(rows);
+    /// Room for `rows` more rows.
+    pub fn reserve(&mut self, rows: usize) {
+        for s in self.strings_mut() {
+            s.spans.reserve(rows);
         }
         for v in [&mut self.time, &mut self.quantity, &mut self.ingest_time, &mut self.position] {
             v.values.reserve(rows);
@@ -440,13 +355,47 @@ impl ArchiveColumns {
         self.len() == 0
     }
 
+    /// Adds a row, its strings copied into the text. Not between
+    /// [`ArchiveColumns::push_from`] and [`ArchiveColumns::adopt`].
     pub fn push(&mut self, e: EventRef<'_>, at: Origin) {
-        self.event_id.push_opt(e.event_id);
-        self.user_id.push(e.user_id);
-        self.product_id.push(e.product_id);
-        self.event_type.push(e.event_type);
-        self.category.push(e.category);
-        self.session_id.push_opt(e.session_id);
+        let mut text = std::mem::take(&mut self.text);
+        self.push_row(e, at, &[], &mut text);
+        self.text = text;
+    }
+
+    /// Adds a row decoded from `input`, which [`ArchiveColumns::adopt`]
+    /// then makes the text: its strings are recorded where they lie in
+    /// `input`, not copied. Every row pushed since these columns were
+    /// empty must come from the same `input`.
+    #[inline]
+    pub fn push_from(&mut self, e: EventRef<'_>, at: Origin, input: &[u8]) {
+        debug_assert!(self.text.is_empty(), "rows from an input go into empty columns");
+        let mut copied = std::mem::take(&mut self.copied);
+        self.push_row(e, at, input, &mut copied);
+        self.copied = copied;
+    }
+
+    /// Makes `input`, which the rows since these columns were empty were
+    /// pushed from, their text; returns the text buffer it replaces,
+    /// emptied, for the reader to fill again.
+    pub fn adopt(&mut self, input: Vec<u8>) -> Vec<u8> {
+        let mut spent = std::mem::replace(&mut self.text, input);
+        self.text.extend_from_slice(&self.copied);
+        self.copied.clear();
+        spent.clear();
+        spent
+    }
+
+    /// A row's strings located in `input` or copied to `out`, which
+    /// continues it.
+    #[inline(always)]
+    fn push_row(&mut self, e: EventRef<'_>, at: Origin, input: &[u8], out: &mut Vec<u8>) {
+        self.event_id.push_opt(e.event_id.map(|v| locate(v, input, out)), input.len() + out.len());
+        self.user_id.push(locate(e.user_id, input, out));
+        self.product_id.push(locate(e.product_id, input, out));
+        self.event_type.push(locate(e.event_type, input, out));
+        self.category.push(locate(e.category, input, out));
+        self.session_id.push_opt(e.session_id.map(|v| locate(v, input, out)), input.len() + out.len());
         self.time.push(e.time);
         self.price.push_opt(e.price);
         self.quantity.push_opt(e.quantity);
@@ -463,11 +412,12 @@ impl ArchiveColumns {
         let n = self.len();
         [&self.event_id, &self.user_id, &self.product_id, &self.event_type, &self.category, &self.session_id]
             .iter()
-            .all(|s| s.holds(n, self.foreign))
+            .all(|s| s.holds(n, &self.text, self.foreign))
             && [&self.time, &self.quantity, &self.ingest_time, &self.position].iter().all(|v| v.holds(n))
             && self.price.holds(n)
             && self.partition.holds(n)
             && self.required().iter().all(|valid| valid.is_empty())
+            && self.copied.is_empty()
     }
 
     /// The validity of the columns that never hold a null (the schema's
@@ -487,13 +437,14 @@ impl ArchiveColumns {
 
     /// Row `i` (`i < len()`, columns consistent).
     pub fn row(&self, i: usize) -> (EventRef<'_>, Origin) {
+        let text = &self.text;
         let event = EventRef {
-            event_id: self.event_id.get(i),
-            user_id: self.user_id.value(i),
-            product_id: self.product_id.value(i),
-            event_type: self.event_type.value(i),
-            category: self.category.value(i),
-            session_id: self.session_id.get(i),
+            event_id: self.event_id.get(text, i),
+            user_id: self.user_id.value(text, i),
+            product_id: self.product_id.value(text, i),
+            event_type: self.event_type.value(text, i),
+            category: self.category.value(text, i),
+            session_id: self.session_id.get(text, i),
             time: self.time.values[i],
             price: self.price.get(i),
             quantity: self.quantity.get(i),
@@ -509,13 +460,14 @@ impl ArchiveColumns {
     /// The columns, in the order of the archive's schema
     /// ([`super::parquet::schema`]).
     pub fn columns(&self) -> [Column<'_>; 12] {
+        let text = &self.text;
         [
-            self.event_id.column(),
-            self.user_id.column(),
-            self.product_id.column(),
-            self.event_type.column(),
-            self.category.column(),
-            self.session_id.column(),
+            self.event_id.column(text),
+            self.user_id.column(text),
+            self.product_id.column(text),
+            self.event_type.column(text),
+            self.category.column(text),
+            self.session_id.column(text),
             self.time.column(ColumnData::Int64),
             self.price.column(ColumnData::Double),
             self.quantity.column(ColumnData::Int64),
@@ -523,6 +475,11 @@ impl ArchiveColumns {
             self.partition.column(ColumnData::Int32),
             self.position.column(ColumnData::Int64),
         ]
+    }
+
+    /// The bytes the string columns' spans point into.
+    pub fn text(&self) -> &[u8] {
+        &self.text
     }
 
     /// Event times, row by row.
@@ -535,7 +492,8 @@ impl ArchiveColumns {
         self.position.values.iter().map(|&p| p as u64)
     }
 
-    /// A copy of the rows `rows` says, in that order.
+    /// A copy of the rows `rows` says, in that order, with only their
+    /// values as text.
     pub fn select(&self, rows: impl IntoIterator<Item = usize>) -> ArchiveColumns {
         let mut out = ArchiveColumns::default();
         for i in rows {
@@ -553,12 +511,16 @@ impl ArchiveColumns {
             std::mem::swap(self, other);
             return;
         }
-        self.event_id.append(&other.event_id);
-        self.user_id.append(&other.user_id);
-        self.product_id.append(&other.product_id);
-        self.event_type.append(&other.event_type);
-        self.category.append(&other.category);
-        self.session_id.append(&other.session_id);
+        // Below 4 GiB, as `locate` says; saturating keeps a corrupt
+        // piece's spans out of the text, where `is_consistent` refuses them.
+        let shift = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        self.text.extend_from_slice(&other.text);
+        self.event_id.append(&other.event_id, shift);
+        self.user_id.append(&other.user_id, shift);
+        self.product_id.append(&other.product_id, shift);
+        self.event_type.append(&other.event_type, shift);
+        self.category.append(&other.category, shift);
+        self.session_id.append(&other.session_id, shift);
         self.time.append(&other.time);
         self.price.append(&other.price);
         self.quantity.append(&other.quantity);
@@ -571,6 +533,8 @@ impl ArchiveColumns {
 
     /// No rows, the memory kept.
     pub fn clear(&mut self) {
+        self.text.clear();
+        self.copied.clear();
         self.strings_mut().into_iter().for_each(Strings::clear);
         self.time.clear();
         self.price.clear();
@@ -580,28 +544,6 @@ impl ArchiveColumns {
         self.position.clear();
         self.foreign = false;
     }
-}
-
-/// For the encoders' tests: `f` of `array` (a string, 64-bit integer,
-/// time, double or 32-bit integer array, possibly sliced) as a [`Column`].
-#[cfg(test)]
-pub(crate) fn with_arrow_column<R>(array: &dyn arrow_array::Array, f: impl FnOnce(Column<'_>) -> R) -> R {
-    use arrow_array::cast::AsArray;
-    use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
-    use arrow_schema::DataType as T;
-    let valid: Vec<bool> = array.logical_nulls().map(|n| n.iter().collect()).unwrap_or_default();
-    let data = match array.data_type() {
-        T::Utf8 => {
-            let a = array.as_string::<i32>();
-            ColumnData::Strings { bytes: a.values(), offsets: a.value_offsets() }
-        }
-        T::Int64 => ColumnData::Int64(array.as_primitive::<Int64Type>().values()),
-        T::Timestamp(..) => ColumnData::Int64(array.as_primitive::<TimestampMicrosecondType>().values()),
-        T::Float64 => ColumnData::Double(array.as_primitive::<Float64Type>().values()),
-        T::Int32 => ColumnData::Int32(array.as_primitive::<Int32Type>().values()),
-        other => panic!("no archive column of {other}"),
-    };
-    f(Column { data, valid: &valid })
 }
 
 #[cfg(test)]

@@ -90,20 +90,33 @@ fn broken_columns_from_elsewhere_are_refused() {
         !serde_json::from_value::<ArchiveColumns>(v).unwrap().is_consistent()
     };
     assert!(broken(&["price", "valid"], serde_json::json!([true])), "validity of another length");
-    assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 3, 2, 4, 6])), "offsets out of order");
-    assert!(broken(&["user_id", "offsets"], serde_json::json!([0, 1, 2, 3, 99])), "past the bytes");
-    assert!(broken(&["user_id", "offsets"], serde_json::json!([1, 2, 3, 4, 8])), "not from 0");
-    assert!(broken(&["user_id", "bytes"], serde_json::json!([117, 48, 117, 49, 117, 50, 117, 255])), "not UTF-8");
+    let span = |start: usize, end: usize| serde_json::json!({ "start": start, "end": end });
+    let spans = |last| serde_json::json!([span(0, 1), span(1, 2), span(2, 3), last]);
+    assert!(broken(&["user_id", "spans"], spans(span(3, 2))), "a span that ends before it starts");
+    assert!(broken(&["user_id", "spans"], spans(span(3, 999))), "past the text");
+    assert!(broken(&["user_id", "spans"], spans(span(u32::MAX as usize, 0))), "past the text, backwards");
+    assert!(broken(&["user_id", "spans"], serde_json::json!([span(0, 1), span(1, 2), span(2, 3)])), "a short column");
     assert!(broken(&["time", "values"], serde_json::json!([1, 2])), "a short column");
-    // "ü" is C3 BC: an offset between the two splits it into two values
-    // that are not UTF-8, though the bytes are.
-    assert!(broken(&["user_id", "bytes"], serde_json::json!([117, 48, 117, 0xC3, 0xBC, 117, 50, 51])), "one char");
+    // Bytes past the values: "ü" (C3 BC) and a byte never in UTF-8. A span
+    // of the first alone splits the character.
+    let mut text: Vec<u8> = serde_json::from_value(good["text"].clone()).unwrap();
+    let end = text.len();
+    text.extend_from_slice(&[0xC3, 0xBC, 0xFF]);
+    let with_text = |last| {
+        let mut v = good.clone();
+        v["text"] = serde_json::json!(text);
+        v["user_id"]["spans"] = spans(last);
+        serde_json::from_value::<ArchiveColumns>(v).unwrap().is_consistent()
+    };
+    assert!(with_text(span(end, end + 2)), "ü");
+    assert!(!with_text(span(end, end + 1)), "half of ü");
+    assert!(!with_text(span(end + 1, end + 2)), "the other half");
+    assert!(!with_text(span(end + 2, end + 3)), "not UTF-8");
     assert!(broken(&["time", "valid"], serde_json::json!([true, false, true, true])), "a null in a required column");
     assert!(
         broken(&["user_id", "valid"], serde_json::json!([true, true, true, true])),
         "validity on a required column"
     );
-    assert!(broken(&["user_id", "offsets"], serde_json::json!([])), "no offsets at all");
     assert!(broken(&["quantity", "values"], serde_json::json!([1])), "a short column with validity");
     assert!(columns(4).is_consistent());
     // Rows from elsewhere are checked wherever they go, until cleared.
@@ -137,18 +150,18 @@ fn spares_hand_emptied_columns_back_to_the_decoders() {
     let spares = Spares::default();
     let mut pending = columns(3);
     let mut piece = columns(5);
-    let memory = piece.user_id.bytes.as_ptr();
+    let memory = piece.user_id.spans.as_ptr();
     pending.append(&mut piece);
     assert!(piece.is_empty() && piece.is_consistent(), "emptied by append");
     spares.give(piece);
-    let mut taken = spares.take(5, 0); // no more than it had room for
-    assert_eq!(taken.user_id.bytes.as_ptr(), memory, "the same memory, taken again");
+    let mut taken = spares.take(5); // no more than it had room for
+    assert_eq!(taken.user_id.spans.as_ptr(), memory, "the same memory, taken again");
     assert!(taken.is_empty() && taken.time.values.capacity() >= 5);
     taken.append(&mut columns(2));
     assert_eq!(taken, columns(2));
     // Without a spare, or for columns without memory, fresh ones.
     spares.give(ArchiveColumns::default());
-    assert!(spares.take(4, 100).time.values.capacity() >= 4);
+    assert!(spares.take(4).time.values.capacity() >= 4);
 }
 
 #[test]
@@ -185,9 +198,50 @@ fn short_copies_append_exactly_the_value() {
 fn the_spare_given_last_is_taken_first() {
     let spares = Spares::default();
     let (a, b) = (columns(4), columns(6));
-    let (first, last) = (a.user_id.bytes.as_ptr(), b.user_id.bytes.as_ptr());
+    let (first, last) = (a.user_id.spans.as_ptr(), b.user_id.spans.as_ptr());
     spares.give(a);
     spares.give(b);
-    assert_eq!(spares.take(1, 0).user_id.bytes.as_ptr(), last, "most recently emptied, likeliest in cache");
-    assert_eq!(spares.take(1, 0).user_id.bytes.as_ptr(), first);
+    assert_eq!(spares.take(1).user_id.spans.as_ptr(), last, "most recently emptied, likeliest in cache");
+    assert_eq!(spares.take(1).user_id.spans.as_ptr(), first);
+}
+
+#[test]
+fn rows_pushed_from_an_input_point_into_it_and_copy_only_what_is_not_there() {
+    let mut input = Vec::with_capacity(256);
+    input.extend_from_slice(br#"{"user_id":"u7","product_id":"p1","category":"books","session_id":"s-7"}"#);
+    let at = |s: &str| {
+        std::str::from_utf8(&input[input.windows(s.len()).position(|w| w == s.as_bytes()).unwrap()..][..s.len()])
+            .unwrap()
+    };
+    let e = EventRef {
+        event_id: None,
+        user_id: at("u7"),
+        product_id: at("p1"),
+        event_type: "view", // decoded elsewhere (an escape, say): copied
+        category: at("books"),
+        session_id: Some(at("s-7")),
+        time: 5,
+        price: None,
+        quantity: Some(2),
+    };
+    let origin = Origin { ingest_time: 1, partition: 0, position: 9 };
+    let (mut c, mut copy) = (Spares::default().take(2), ArchiveColumns::default());
+    for _ in 0..2 {
+        c.push_from(e, origin, &input);
+        copy.push(e, origin);
+    }
+    let user_span = c.user_id.spans[1];
+    assert_eq!(&input[user_span.range()], b"u7", "where it lies in the input");
+    let (len, memory) = (input.len(), input.as_ptr());
+    let spent = c.adopt(input);
+    assert!(spent.is_empty());
+    assert_eq!(c.text().as_ptr(), memory, "the input itself is the text, not a copy of it");
+    assert_eq!(&c.text()[len..], b"viewview", "only the values not in the input are copied, after it");
+    assert!(c.is_consistent() && copy.is_consistent());
+    assert_eq!((0..2).map(|i| c.row(i)).collect::<Vec<_>>(), (0..2).map(|i| copy.row(i)).collect::<Vec<_>>());
+    // The encoders see the same values either way.
+    for (a, b) in c.columns().iter().zip(copy.columns().iter()) {
+        assert_eq!(a.present_strings().collect::<Vec<_>>(), b.present_strings().collect::<Vec<_>>());
+        assert_eq!(a.present_numbers().collect::<Vec<_>>(), b.present_numbers().collect::<Vec<_>>());
+    }
 }

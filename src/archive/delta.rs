@@ -25,7 +25,8 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{Chunk, Compressor, Extras};
-use super::columns::{push_short, Column, ColumnData};
+use super::column::{Column, ColumnData};
+use super::columns::push_short;
 
 /// Values per block of deltas, and miniblocks per block (arrow-rs's and
 /// parquet-mr's choice).
@@ -234,10 +235,10 @@ impl BytesColumn {
         };
         match column.data {
             // Without nulls (ids nearly always), straight from the
-            // offsets: the general iterator's per-row validity test and
+            // spans: the general iterator's per-row validity test and
             // checks were a third of this loop's instructions.
-            ColumnData::Strings { bytes, offsets } if column.valid.is_empty() => {
-                offsets.windows(2).for_each(|w| add(bytes.get(w[0] as usize..w[1] as usize).unwrap_or_default()))
+            ColumnData::Strings { bytes, spans } if column.valid.is_empty() => {
+                spans.iter().for_each(|s| add(bytes.get(s.range()).unwrap_or_default()))
             }
             _ => column.present_strings().for_each(add),
         }

@@ -14,7 +14,7 @@ use parquet::file::serialized_reader::ReadOptionsBuilder;
 
 use super::*;
 use crate::archive::chunk::{raw_frame, write_test_file, Compressor};
-use crate::archive::columns::with_arrow_column;
+use crate::archive::column::with_arrow_column;
 
 fn read_uleb(bytes: &[u8], at: &mut usize) -> u64 {
     let (mut v, mut shift) = (0u64, 0);

@@ -26,7 +26,7 @@ use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::chunk::{Chunk, Compressor, Extras};
-use super::columns::{Column, ColumnData};
+use super::column::{Column, ColumnData, Span};
 use super::hybrid;
 
 /// Dictionary page size past which a chunk's later pages are PLAIN (the
@@ -268,28 +268,25 @@ impl Dictionary {
         }
     }
 
-    /// Interns every value of a string column without nulls (`offsets`
-    /// into `bytes`, as [`ColumnData::Strings`] holds them), in order,
-    /// their indices to `indices`. A table in L1/L2 (the common case) is
-    /// looked up in one loop over the offsets: through
+    /// Interns every value of a string column without nulls (`spans` of
+    /// `bytes`, as [`ColumnData::Strings`] holds them), in order, their
+    /// indices to `indices`. A table in L1/L2 (the common case) is looked
+    /// up in one loop over the spans: through
     /// [`Dictionary::intern_all`]'s iterator of `(value, probe)` pairs each
     /// probe went through the stack, and interning a value took ~25 cycles
     /// (now ~18; ~20 through those pairs still, paired bench runs). Larger
     /// tables take `intern_all`'s prefetching loop (as fast as a copy of it
-    /// over the offsets).
-    fn intern_strings(&mut self, bytes: &[u8], offsets: &[i32], indices: &mut Vec<u32>) {
-        indices.reserve(offsets.len());
-        let value = |w: &[i32]| {
-            let (start, end) = (w[0] as usize, w[1] as usize);
-            (start, bytes.get(start..end).unwrap_or_default())
-        };
+    /// over the spans).
+    fn intern_strings(&mut self, bytes: &[u8], spans: &[Span], indices: &mut Vec<u32>) {
+        indices.reserve(spans.len());
+        let value = |s: &Span| (s.start as usize, bytes.get(s.range()).unwrap_or_default());
         if self.slots.len() <= CACHED_SLOTS {
-            for w in offsets.windows(2) {
-                let (at, v) = value(w);
+            for s in spans {
+                let (at, v) = value(s);
                 indices.push(self.intern_probe(v, Probe::at(bytes, at, v)).0);
             }
         } else {
-            let values = offsets.windows(2).map(value).map(|(at, v)| (v, Probe::at(bytes, at, v)));
+            let values = spans.iter().map(value).map(|(at, v)| (v, Probe::at(bytes, at, v)));
             self.intern_all(values, indices, |_| {});
         }
     }
@@ -533,8 +530,8 @@ impl DictColumn {
         self.chunk.add_rows(&column)?;
         match strings {
             Some(bytes) => match column.data {
-                ColumnData::Strings { offsets, .. } if column.valid.is_empty() && self.plain.is_none() => {
-                    self.dict.intern_strings(bytes, offsets, &mut self.indices)
+                ColumnData::Strings { spans, .. } if column.valid.is_empty() && self.plain.is_none() => {
+                    self.dict.intern_strings(bytes, spans, &mut self.indices)
                 }
                 _ => self.add_all(column.present_strings_at().map(|(at, v)| (v, Probe::at(bytes, at, v)))),
             },

@@ -14,7 +14,7 @@ use parquet::file::statistics::Statistics;
 
 use super::*;
 use crate::archive::chunk::{write_test_file, Compressor};
-use crate::archive::columns::with_arrow_column;
+use crate::archive::column::with_arrow_column;
 
 /// Rows per piece handed to the encoders in the round trips below: pages
 /// hold several (a page closes after the piece that reaches its size).

@@ -2,7 +2,8 @@
 //! `<archive>/events/event_date=YYYY-MM-DD/part-….parquet`, readable as is
 //! by Spark, DuckDB and pyarrow.
 //!
-//! - [`columns`]: rows in columns, as the decoding workers build them.
+//! - [`columns`]: rows in columns, as the decoding workers build them;
+//!   [`column`]: one of them, as an encoder borrows it.
 //! - [`parquet`]: the file format (schema, which column gets which
 //!   encoding), written column by column by [`dictionary`] (the repeating
 //!   columns), [`delta`] (ids, times, offsets) and `chunk` (pages, chunk
@@ -13,6 +14,7 @@
 //! - [`compact`]: merging a day's small files.
 
 mod chunk;
+pub mod column;
 pub mod columns;
 pub mod commit_log;
 pub mod compact;

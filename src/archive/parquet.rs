@@ -28,7 +28,8 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{ColumnDescPtr, SchemaDescPtr};
 
 use super::chunk::{Compressor, ZSTD_LEVEL};
-use super::columns::{ArchiveColumns, Column, Origin};
+use super::column::Column;
+use super::columns::{ArchiveColumns, Origin};
 use super::delta::{BytesColumn, DeltaColumn};
 use super::dictionary::{DictColumn, Physical};
 use crate::event::{Event, EventRef, Micros};

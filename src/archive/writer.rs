@@ -229,9 +229,16 @@ impl State {
         if !committed.none_from(lowest) {
             let keep: Vec<usize> =
                 rows.positions().enumerate().filter(|(_, p)| !committed.contains(*p)).map(|(i, _)| i).collect();
-            rows = rows.select(keep);
+            let kept = rows.select(keep);
+            self.spares.give(std::mem::replace(&mut rows, kept));
         }
         let skipped = (before - rows.len()) as u64;
+        if rows.is_empty() {
+            // Its memory (an input chunk, as text) back to the decoders.
+            self.spares.give(rows);
+            self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
+            return Ok(());
+        }
         for (day, rows) in by_day(rows) {
             let part = match self.open.entry(day) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),

@@ -53,11 +53,13 @@ pub struct DecodedChunk {
     pub sightings: Vec<Sighting>,
     /// The valid events in full with their input positions, in input
     /// order, in the archive's columns: only when the archive keeps them
-    /// (`decode_chunk`'s `keep`).
+    /// (`decode_chunk`'s `keep`). Their text is then the input itself.
     pub archive: ArchiveColumns,
     /// The input itself (moved, not copied): a late event's dead letter is
     /// decoded again from its bytes, which is cheaper than carrying every
-    /// event in full for the few that are late.
+    /// event in full for the few that are late. When the archive keeps
+    /// the events, the input is their columns' text, and this is the
+    /// emptied buffer it replaced, for the reader.
     pub input: Vec<u8>,
     pub rejects: Vec<DeadLetter>,
 }
@@ -99,12 +101,36 @@ impl Sighting {
 
 impl DecodedChunk {
     /// Adds a valid message found at `position`, `bytes` of `input`, read
-    /// at `now`.
-    fn push(&mut self, checked: Checked<'_>, position: u64, bytes: (usize, usize), now: Micros, keep: bool) {
+    /// at `now`; `keep` keeps it for the archive.
+    fn push(
+        &mut self,
+        checked: Checked<'_>,
+        (position, bytes): (u64, (usize, usize)),
+        input: &[u8],
+        now: Micros,
+        keep: bool,
+    ) {
         self.sightings.push(Sighting::of(&checked, position, bytes));
         if keep {
             let at = Origin { ingest_time: now, partition: self.partition, position };
-            self.archive.push(checked.fields(), at);
+            self.archive.push_from(checked.fields(), at, input);
+        }
+    }
+
+    /// Ends decoding `input`: the archive's columns, if they keep the
+    /// events, take it as their text and give back the buffer it replaces.
+    fn finish(&mut self, input: Vec<u8>, kept: bool) {
+        self.input = match kept {
+            true => self.archive.adopt(input),
+            false => input,
+        };
+    }
+
+    /// The input the sightings' `bytes` index.
+    fn input_bytes(&self) -> &[u8] {
+        match self.input.is_empty() {
+            true => self.archive.text(),
+            false => &self.input,
         }
     }
 }
@@ -145,7 +171,7 @@ pub fn decode_chunk(
             let lines = memchr::memchr_iter(b'\n', data).count() + 1;
             out.sightings.reserve_exact(lines);
             if let Some(spares) = keep {
-                out.archive = spares.take(lines, data.len());
+                out.archive = spares.take(lines);
             }
             let mut pos = 0usize;
             while pos < data.len() {
@@ -161,7 +187,7 @@ pub fn decode_chunk(
                     continue; // blank lines carry no event
                 }
                 match check(line, limits, now) {
-                    Ok(ev) => out.push(ev, at, (start, end), now, keep.is_some()),
+                    Ok(ev) => out.push(ev, (at, (start, end)), data, now, keep.is_some()),
                     Err(e) => reject(line, e.reason, e.detail, at),
                 }
             }
@@ -184,7 +210,7 @@ pub fn decode_chunk(
     metrics.bytes_in.fetch_add(bytes, Relaxed);
     out.rejects = rejects;
     if let RawBody::Lines(data) = chunk.body {
-        out.input = data;
+        out.finish(data, keep.is_some());
     }
     out
 }
@@ -209,13 +235,13 @@ pub fn decode_messages(
     out.end = batch.offsets.last().map_or(0, |o| o + 1);
     out.sightings.reserve(batch.offsets.len());
     if let Some(spares) = keep {
-        out.archive = spares.take(batch.offsets.len(), batch.data.len());
+        out.archive = spares.take(batch.offsets.len());
     }
     let mut dead = [0u64; Reason::ALL.len()];
     for (offset, span) in batch.spans() {
         let payload = &batch.data[span.0..span.1];
         match check(payload, limits, now) {
-            Ok(ev) => out.push(ev, offset, span, now, keep.is_some()),
+            Ok(ev) => out.push(ev, (offset, span), &batch.data, now, keep.is_some()),
             Err(e) => {
                 dead[e.reason.index()] += 1;
                 out.rejects.push(DeadLetter {
@@ -233,7 +259,7 @@ pub fn decode_messages(
         metrics.dead_letters[i].fetch_add(*n, Relaxed);
     }
     metrics.bytes_in.fetch_add(batch.data.len() as u64, Relaxed);
-    out.input = batch.data;
+    out.finish(batch.data, keep.is_some());
     out
 }
 
@@ -296,10 +322,10 @@ impl Ingestor {
     /// Classifies a decoded chunk; chunks of a partition must come in `seq`
     /// order, decoded with `keep` if this ingestor keeps events. Returns the
     /// chunk's input bytes, spent, for the reader to fill again.
-    pub fn classify(&mut self, chunk: DecodedChunk, now: Micros, out: &mut Batch) -> Vec<u8> {
-        out.rejects.extend(chunk.rejects);
-        for s in chunk.sightings {
-            self.event(chunk.partition, s, &chunk.input, now, out);
+    pub fn classify(&mut self, mut chunk: DecodedChunk, now: Micros, out: &mut Batch) -> Vec<u8> {
+        out.rejects.append(&mut chunk.rejects);
+        for s in std::mem::take(&mut chunk.sightings) {
+            self.event(chunk.partition, s, chunk.input_bytes(), now, out);
         }
         if self.keep_events {
             // The decoded columns themselves go on to the archive (moved,
