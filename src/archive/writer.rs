@@ -232,11 +232,10 @@ impl State {
             let kept = rows.select(keep);
             self.spares.give(std::mem::replace(&mut rows, kept));
         }
-        let skipped = (before - rows.len()) as u64;
+        self.metrics.archive_skipped.fetch_add((before - rows.len()) as u64, Relaxed);
         if rows.is_empty() {
             // Its memory (an input chunk, as text) back to the decoders.
             self.spares.give(rows);
-            self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
             return Ok(());
         }
         for (day, rows) in by_day(rows) {
@@ -261,7 +260,6 @@ impl State {
             self.rows += rows.len();
             self.spares.give(part.writer.write(rows)?);
         }
-        self.metrics.archive_skipped.fetch_add(skipped, Relaxed);
         if self.rows > 0 && self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
