@@ -24,6 +24,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnDescPtr;
 
+use super::bitpack;
 use super::chunk::{Chunk, Compressor, Extras};
 use super::column::{Column, ColumnData};
 use super::columns::push_short;
@@ -47,27 +48,6 @@ fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-/// Packs 32 values of `width` bits (at most 64), least significant bit
-/// first: `4 × width` bytes.
-fn pack32(values: &[u64; MINIBLOCK], width: u32, out: &mut Vec<u8>) {
-    if width == 0 {
-        return;
-    }
-    let (mut acc, mut bits) = (0u128, 0u32);
-    for &v in values {
-        // `bits` < 64 and `v` < 2^64: the shifted value fits in 128 bits.
-        acc |= u128::from(v) << bits;
-        bits += width;
-        if bits >= 64 {
-            out.extend_from_slice(&(acc as u64).to_le_bytes());
-            acc >>= 64;
-            bits -= 64;
-        }
-    }
-    // 32 × width bits: what is left is 0 or 32 bits.
-    out.extend_from_slice(&(acc as u64).to_le_bytes()[..(bits / 8) as usize]);
-}
-
 /// `values` `DELTA_BINARY_PACKED`.
 pub fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
     uleb(BLOCK as u64, out);
@@ -79,23 +59,28 @@ pub fn delta_binary_packed(values: &[i64], out: &mut Vec<u8>) {
     for start in (1..values.len()).step_by(BLOCK) {
         let block = &values[start - 1..values.len().min(start + BLOCK)];
         let n = block.len() - 1;
+        // Deltas and their minimum in one pass. Deltas wrap, as the
+        // format's arithmetic does.
+        let mut min = i64::MAX;
         for (d, w) in deltas.iter_mut().zip(block.windows(2)) {
-            // Deltas wrap, as the format's arithmetic does.
             *d = w[1].wrapping_sub(w[0]);
+            min = min.min(*d);
         }
-        let min = deltas[..n].iter().copied().min().unwrap_or(0);
         uleb(zigzag(min), out);
         let widths_at = out.len();
         out.extend_from_slice(&[0; MINIBLOCKS]);
         for (m, part) in deltas[..n].chunks(MINIBLOCK).enumerate() {
-            // Above the minimum: fits in 64 bits unsigned.
-            mini.fill(0);
+            // Above the minimum: fits in 64 bits unsigned. A short last
+            // miniblock is padded with zeros (readers ignore the padding).
+            let mut any = 0;
             for (slot, &d) in mini.iter_mut().zip(part) {
                 *slot = d.wrapping_sub(min) as u64;
+                any |= *slot;
             }
-            let width = 64 - mini.iter().fold(0, |acc, v| acc | v).leading_zeros();
+            mini[part.len()..].fill(0);
+            let width = 64 - any.leading_zeros();
             out[widths_at + m] = width as u8;
-            pack32(&mini, width, out);
+            bitpack::pack(&mini, width, out);
         }
     }
 }

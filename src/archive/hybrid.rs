@@ -10,6 +10,8 @@
 //! one byte: what arrow-rs and parquet-mr write, and so what every reader
 //! has met.
 
+use super::bitpack;
+
 /// Values per bit-packed run (63 groups of 8).
 const RUN: usize = 63 * 8;
 
@@ -44,20 +46,15 @@ pub fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
     }
     let width = u32::from(width);
     for run in values.chunks(RUN) {
-        let groups = run.len().div_ceil(8);
+        let groups = run.len().div_ceil(bitpack::GROUP);
         out.push(((groups as u8) << 1) | 1);
-        out.reserve(groups * width as usize);
-        let (mut acc, mut bits) = (0u64, 0u32);
+        let whole = run.len() / bitpack::GROUP * bitpack::GROUP;
+        bitpack::pack(&run[..whole], width, out);
         // A short last group is padded with zeros to 8 values.
-        let padded = run.iter().copied().chain(std::iter::repeat(0)).take(groups * 8);
-        for v in padded {
-            acc |= u64::from(v) << bits;
-            bits += width;
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
-            }
+        if whole < run.len() {
+            let mut last = [0u32; bitpack::GROUP];
+            last[..run.len() - whole].copy_from_slice(&run[whole..]);
+            bitpack::pack(&last, width, out);
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`writer`]: the thread that rolls files by size and age and commits.
 //! - [`compact`]: merging a day's small files.
 
+mod bitpack;
 mod chunk;
 pub mod column;
 pub mod columns;
