@@ -143,14 +143,15 @@ fn locate(v: &str, input: &[u8], out: &mut Vec<u8>) -> Span {
 /// Appends `v` to `out`. Most values are a few bytes (`u6788`, `view`),
 /// and `extend_from_slice` of a few bytes is a call to `memcpy`: six per
 /// event, about as much of a worker's time as the rest of building the
-/// columns (perf, 2026-12-03). Up to 16 bytes are copied as two
+/// columns (perf, 2026-12-03). 4 to 16 bytes are copied as two
 /// overlapping fixed-width words instead, into 16 bytes of room made in
 /// one step (one capacity check, where appending the two words took two)
-/// and cut back to the value's end.
+/// and cut back to the value's end; 1 to 3 bytes (an id's suffix in a
+/// `DELTA_BYTE_ARRAY` page) byte by byte into the same room.
 #[inline(always)]
 pub(super) fn push_short(out: &mut Vec<u8>, v: &[u8]) {
     let (start, n) = (out.len(), v.len());
-    if !(4..=16).contains(&n) {
+    if !(1..=16).contains(&n) {
         out.extend_from_slice(v);
         return;
     }
@@ -162,6 +163,12 @@ pub(super) fn push_short(out: &mut Vec<u8>, v: &[u8]) {
     } else if let (Some(head), Some(tail)) = (v.first_chunk::<4>(), v.last_chunk::<4>()) {
         room[..4].copy_from_slice(head);
         room[n - 4..n].copy_from_slice(tail);
+    } else {
+        // 1 to 3 bytes (the suffix of an id after the prefix it shares
+        // with the one before): first, middle and last cover them.
+        room[0] = v[0];
+        room[n / 2] = v[n / 2];
+        room[n - 1] = v[n - 1];
     }
     out.truncate(start + n);
 }
