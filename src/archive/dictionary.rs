@@ -131,18 +131,18 @@ const LOW_BYTES: [u64; 9] = {
     masks
 };
 
-/// Asks for `slot`'s cache line ahead of its use (a hint; no effect on
-/// what is computed).
+/// Asks for the cache line of `at` (a dictionary slot, a value's bytes)
+/// ahead of its use (a hint; no effect on what is computed).
 #[inline]
-fn prefetch(slot: &Slot) {
+pub(super) fn prefetch<T>(at: &T) {
     // SAFETY: a prefetch reads nothing and cannot fault, whatever the
     // address; SSE, its target feature, is part of every x86-64 CPU.
     #[cfg(target_arch = "x86_64")]
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(slot).cast())
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(at).cast())
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
+    let _ = at;
 }
 
 /// The words a slot keeps of `v`: for up to 16 bytes the value itself,
