@@ -6,7 +6,7 @@
 //! group of 8 values filling exactly `width` bytes. Packing one value at
 //! a time with the width in a register (a shift of a 128-bit accumulator,
 //! a test for a full word, a byte pushed per 8 bits) cost 20–30
-//! instructions a value, a tenth of the archive thread (callgrind,
+//! instructions a value, a sixth of the archive thread (callgrind,
 //! 2026-12-03). Here the width is a constant: [`pack`] dispatches once per
 //! call to a copy of the packing loop compiled for that width, in which
 //! every shift, word index and straddle test is known, so a group of 8 is
