@@ -1,6 +1,7 @@
 //! Parquet's bit-packing, shared by the two encodings that use it: the
 //! miniblocks of `DELTA_BINARY_PACKED` (times, offsets, id lengths) and
-//! the bit-packed runs of the RLE/bit-packed hybrid (dictionary indices).
+//! the bit-packed runs of the RLE/bit-packed hybrid (dictionary indices,
+//! definition levels).
 //!
 //! Both lay values out the same way: least significant bit first, each
 //! group of 8 values filling exactly `width` bytes. Packing one value at

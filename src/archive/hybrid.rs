@@ -37,10 +37,11 @@ pub fn repeat(value: u32, width: u8, count: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&value.to_le_bytes()[..usize::from(width).div_ceil(8)]);
 }
 
-/// `values`, each below `2^width`, bit-packed. Width 0 (a dictionary of
-/// one value) is written as an RLE run, which readers decode without
-/// reading any bits.
-pub fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
+/// `values`, each below `2^width`, bit-packed: dictionary indices, or
+/// validity flags at width 1 (definition levels, the first row in the
+/// lowest bit). Width 0 (a dictionary of one value) is written as an RLE
+/// run, which readers decode without reading any bits.
+pub fn pack<T: Copy + Default + Into<u64>>(values: &[T], width: u8, out: &mut Vec<u8>) {
     if width == 0 {
         return repeat(0, 0, values.len(), out);
     }
@@ -52,7 +53,7 @@ pub fn pack(values: &[u32], width: u8, out: &mut Vec<u8>) {
         bitpack::pack(&run[..whole], width, out);
         // A short last group is padded with zeros to 8 values.
         if whole < run.len() {
-            let mut last = [0u32; bitpack::GROUP];
+            let mut last = [T::default(); bitpack::GROUP];
             last[..run.len() - whole].copy_from_slice(&run[whole..]);
             bitpack::pack(&last, width, out);
         }
@@ -67,22 +68,11 @@ pub fn levels(valid: &[bool], len: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0; 4]);
     match valid {
         [] => repeat(1, 1, len, out),
-        valid => pack_bits(valid, out),
+        valid => pack(valid, 1, out),
     }
     // The levels of one page of rows, far below 4 GiB.
     let bytes = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&bytes.to_le_bytes());
-}
-
-/// The definition levels (1 present, 0 null) of `valid`, bit-packed: a
-/// byte per group of 8 rows, the first row in the lowest bit.
-pub fn pack_bits(valid: &[bool], out: &mut Vec<u8>) {
-    for run in valid.chunks(RUN) {
-        let groups = run.len().div_ceil(8);
-        out.push(((groups as u8) << 1) | 1);
-        // A short last group is padded with zeros.
-        out.extend(run.chunks(8).map(|g| g.iter().rev().fold(0u8, |acc, &v| acc << 1 | u8::from(v))));
-    }
 }
 
 #[cfg(test)]
@@ -157,7 +147,7 @@ mod tests {
         for n in [1, 8, 13, 504, 505, 2000] {
             let valid: Vec<bool> = (0..n).map(|i| i % 3 != 1).collect();
             let mut out = Vec::new();
-            pack_bits(&valid, &mut out);
+            pack(&valid, 1, &mut out);
             let expect: Vec<u32> = valid.iter().map(|&v| u32::from(v)).collect();
             assert_eq!(decode(&out, 1, n), expect, "{n} levels");
         }
