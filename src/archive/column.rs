@@ -29,7 +29,7 @@ impl Span {
     }
 }
 
-/// A column's values, as [`ArchiveColumns`] keeps them.
+/// A column's values, as [`ArchiveColumns`](super::columns::ArchiveColumns) keeps them.
 #[derive(Clone, Copy, Debug)]
 pub enum ColumnData<'a> {
     /// `bytes[spans[i].range()]` is value `i` (UTF-8). Values need not be

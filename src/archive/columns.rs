@@ -287,7 +287,7 @@ impl Spares {
     }
 }
 
-/// Archive rows in the columns of [`schema`], in arrival order.
+/// Archive rows in the columns of [`schema`](super::parquet::schema), in arrival order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArchiveColumns {
     /// The string columns' bytes: the input the rows were decoded from

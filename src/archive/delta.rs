@@ -28,7 +28,7 @@ use super::bitpack;
 use super::chunk::{Chunk, Compressor, Extras};
 use super::column::{Column, ColumnData};
 use super::columns::push_short;
-use super::dictionary::prefetch;
+use super::intern::prefetch;
 
 /// Values per block of deltas, and miniblocks per block (arrow-rs's and
 /// parquet-mr's choice).

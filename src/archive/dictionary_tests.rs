@@ -1,5 +1,4 @@
-//! Tests of the hand-written dictionary columns: the interner alone, and
-//! whole files read back by the Parquet crate's reader (written through
+//! Tests of the hand-written dictionary columns: whole files read back by the Parquet crate's reader (written through
 //! `PartWriter`, the archive's only writer).
 
 use std::fs::File;
@@ -19,57 +18,6 @@ use crate::archive::column::with_arrow_column;
 /// Rows per piece handed to the encoders in the round trips below: pages
 /// hold several (a page closes after the piece that reaches its size).
 const PIECE: usize = 1_000;
-
-#[test]
-fn interner_finds_what_it_added_long_short_and_alike() {
-    let mut d = Dictionary::default();
-    let values: Vec<String> = (0..20_000)
-        .map(|i| match i % 4 {
-            0 => format!("u{i}"),
-            1 => format!("a-rather-long-identifier-{i}-with-a-common-suffix"),
-            2 => format!("{i:0>16}"),
-            _ => format!("x{}", "é".repeat(i % 40)),
-        })
-        .collect();
-    let first: Vec<u32> = values.iter().map(|v| d.intern(v.as_bytes()).0).collect();
-    // Every distinct value got its own index, in first-seen order...
-    let distinct: std::collections::HashSet<&String> = values.iter().collect();
-    assert_eq!(d.len(), distinct.len());
-    // ...and is found again (through table growth), never added twice.
-    for (v, &i) in values.iter().zip(&first) {
-        assert_eq!(d.intern(v.as_bytes()), (i, false), "{v}");
-        assert_eq!(d.value(i as usize), v.as_bytes());
-    }
-    // Values equal in their first and last 8 bytes and length, but not in
-    // the middle, are told apart.
-    let (a, b) = (d.intern(b"0123456789abcdefXYZ-0123456789abcdef"), d.intern(b"0123456789abcdefXYW-0123456789abcdef"));
-    assert!(a.1 && b.1 && a.0 != b.0);
-    // Long values that differ only in the middle do not share one probe
-    // chain (hashed by their ends alone, 50 k of them made one chain of
-    // 50 k slots, and interning quadratic).
-    let mut m = Dictionary::default();
-    let ids: Vec<String> = (0..50_000).map(|i| format!("user:00{i:06}@example.com")).collect();
-    ids.iter().for_each(|v| _ = m.intern(v.as_bytes()));
-    assert_eq!(m.len(), 50_000);
-    let mask = m.slots.len() - 1;
-    let longest = ids
-        .iter()
-        .map(|v| {
-            let (a, b) = words(v.as_bytes());
-            let home = hash_of(v.as_bytes(), a, b) as usize & mask;
-            let mut at = home;
-            while m.value(m.slots[at].index as usize - 1) != v.as_bytes() {
-                at = (at + 1) & mask;
-            }
-            (at + m.slots.len() - home) & mask
-        })
-        .max();
-    assert!(longest < Some(64), "longest probe {longest:?}");
-    // The empty string is a value like any other.
-    let e = d.intern(b"");
-    assert!(e.1);
-    assert_eq!(d.intern(b""), (e.0, false));
-}
 
 /// Writes `columns` (name, array) as one row group, `DictColumn`s only,
 /// added in pieces of `PIECE` rows, a page closed after the piece that
@@ -279,37 +227,4 @@ fn a_dictionary_past_its_limit_falls_back_to_plain_pages() {
     // (read back, by default, as the mask of data page encodings).
     let mask = c.page_encoding_stats_mask().expect("page encoding statistics");
     assert!(mask.is_set(Encoding::PLAIN) && mask.is_set(Encoding::RLE_DICTIONARY));
-}
-
-#[test]
-fn words_are_the_value_zero_padded_or_its_first_and_last_eight_bytes() {
-    let bytes: Vec<u8> = (1..=24).collect();
-    let pad = |s: &[u8]| {
-        let mut w = [0u8; 8];
-        w[..s.len()].copy_from_slice(s);
-        u64::from_le_bytes(w)
-    };
-    for n in 0..=24 {
-        let v = &bytes[..n];
-        let expect = match n {
-            17.. => (pad(&v[..8]), pad(&v[n - 8..])),
-            9..=16 => (pad(&v[..8]), pad(&v[8..])),
-            _ => (pad(v), 0),
-        };
-        assert_eq!(words(v), expect, "{n} bytes");
-    }
-}
-
-#[test]
-fn a_probe_from_the_buffer_is_the_probe_of_the_value() {
-    // Every length at every start, near the buffer's end too (where the
-    // two fixed loads would not fit), bytes with the high bit set.
-    let buffer: Vec<u8> = (0..64u32).map(|i| (i * 37 + 200) as u8).collect();
-    for at in 0..buffer.len() {
-        for n in 0..=24.min(buffer.len() - at) {
-            let v = &buffer[at..at + n];
-            let (p, q) = (Probe::at(&buffer, at, v), Probe::of(v));
-            assert_eq!((p.a, p.b, p.hash), (q.a, q.b, q.hash), "{n} bytes at {at}");
-        }
-    }
 }

@@ -22,6 +22,7 @@ pub mod compact;
 pub mod delta;
 pub mod dictionary;
 mod hybrid;
+mod intern;
 pub mod parquet;
 pub mod writer;
 

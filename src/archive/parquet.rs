@@ -170,7 +170,7 @@ impl Encoders {
 
 /// A Parquet file being written. Pieces (one input chunk each, ~1.5 k
 /// rows) go to the column encoders as they come, read where the decoding
-/// worker put them; a page closes every [`BATCH`] rows: closing one costs
+/// worker put them; a page closes every `BATCH` rows: closing one costs
 /// a fixed amount per column, which on chunk-sized pages was ~10 % of the
 /// archive thread (more when the workers share its core).
 pub struct PartWriter {
