@@ -1,5 +1,6 @@
-//! Tests of the hand-written dictionary columns: whole files read back by the Parquet crate's reader (written through
-//! `PartWriter`, the archive's only writer).
+//! Tests of the hand-written dictionary columns: whole files read back
+//! by the Parquet crate's reader (written through `PartWriter`, the
+//! archive's only writer). The interner's own tests are in intern.rs.
 
 use std::fs::File;
 use std::sync::Arc;
